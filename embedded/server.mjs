@@ -241,14 +241,16 @@ function parseCopyFromStdin(sql) {
       && !tokens[k + 1].quoted && tokens[k + 1].text.toUpperCase() === 'STDIN') { fromIdx = k; break; }
   }
   if (fromIdx < 0) return null;
-  // Target: tokens[1] (possibly "BINARY" legacy keyword before it in old syntax is not supported by PG17).
-  const target = tokens[1].text;
+  // Target: everything between COPY and the column list or FROM ("schema"."table" arrives as two tokens).
+  let k = 1;
+  while (k < fromIdx && tokens[k].text !== '(') k++;
+  const target = tokens.slice(1, k).map((t) => t.text).join('');
   let columns = null;
-  if (tokens[2] && tokens[2].text === '(' && fromIdx > 2) {
+  if (k < fromIdx && tokens[k].text === '(') {
     columns = 0;
     let d = 0;
     let sawName = false;
-    for (let k = 2; k < fromIdx; k++) {
+    for (; k < fromIdx; k++) {
       const t = tokens[k].text;
       if (t === '(') d++;
       else if (t === ')') { d--; if (d === 0) break; }

@@ -1,0 +1,1 @@
+"""Tidemark: backfill historical time-series data into TimescaleDB hypertables from Airflow."""

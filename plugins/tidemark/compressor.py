@@ -1,0 +1,214 @@
+"""Compressing a dataset's chunks: progressively behind a watermark, then a final pass.
+
+Only chunks lying entirely behind the watermark are safe to compress while
+the load runs: every batch that could write into them has committed. The
+final pass also re-runs ``compress_chunk`` on chunks already marked
+compressed, because TimescaleDB keeps ``is_compressed`` true after rows land
+in a compressed chunk, and those rows stay uncompressed until folded in. A
+chunk that live ingestion may still write into is never touched.
+
+Each compression runs in its own short transaction under ``lock_timeout``
+and is retried: TimescaleDB has a history of compress/insert deadlocks, and a
+failure here must cost a later retry, never the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from tidemark import faults
+from tidemark.datasets import Dataset, Hypertable
+from tidemark.loader import is_transient
+from tidemark.schema import regclass_text
+
+log = logging.getLogger(__name__)
+
+# TimescaleDB chunk status bits (_timescaledb_functions.chunk_status).
+_COMPRESSED = 1
+_PARTIAL = 8
+
+
+@dataclass(frozen=True)
+class Chunk:
+    hypertable: str
+    schema: str
+    name: str
+    range_start: datetime
+    range_end: datetime
+    is_compressed: bool
+
+    @property
+    def ident(self) -> sql.Identifier:
+        return sql.Identifier(self.schema, self.name)
+
+    def behind(self, window_start: datetime, watermark: datetime) -> bool:
+        return self.range_start >= window_start and self.range_end <= watermark
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    chunk: Chunk
+    action: str  # compressed | recompressed | unchanged | failed
+    bytes_before: int | None
+    bytes_after: int | None
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.action != "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "hypertable": self.chunk.hypertable,
+            "chunk": self.chunk.name,
+            "range_start": self.chunk.range_start.isoformat(),
+            "range_end": self.chunk.range_end.isoformat(),
+            "action": self.action,
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "seconds": self.seconds,
+            "error": self.error,
+        }
+
+
+def list_chunks(
+    conn: psycopg.Connection, dataset: Dataset, start: datetime | None = None, end: datetime | None = None
+) -> list[Chunk]:
+    """Chunks of the dataset's hypertables intersecting [start, end), oldest first."""
+    chunks: list[Chunk] = []
+    for table in dataset.tables:
+        rows = conn.execute(
+            "SELECT chunk_schema, chunk_name, range_start, range_end, is_compressed"
+            " FROM timescaledb_information.chunks"
+            " WHERE hypertable_schema = %s AND hypertable_name = %s"
+            " AND (%s::timestamptz IS NULL OR range_end > %s) AND (%s::timestamptz IS NULL OR range_start < %s)",
+            (table.schema, table.name, start, start, end, end),
+        ).fetchall()
+        chunks.extend(Chunk(table.name, r[0], r[1], r[2], r[3], bool(r[4])) for r in rows)
+    chunks.sort(key=lambda c: (c.range_start, c.hypertable))
+    return chunks
+
+
+def eligible_behind(chunks: Iterable[Chunk], window_start: datetime, watermark: datetime) -> list[Chunk]:
+    return [c for c in chunks if not c.is_compressed and c.behind(window_start, watermark)]
+
+
+def chunk_bytes(conn: psycopg.Connection, table: Hypertable, chunk: Chunk) -> int | None:
+    row = conn.execute(
+        "SELECT total_bytes FROM chunks_detailed_size(%s::regclass) WHERE chunk_schema = %s AND chunk_name = %s",
+        (regclass_text(conn, table), chunk.schema, chunk.name),
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def backlog(conn: psycopg.Connection, dataset: Dataset, start: datetime, end: datetime) -> tuple[int, int]:
+    """(uncompressed chunks, their bytes) intersecting the window: what a crash would leave bloated."""
+    count = 0
+    total = 0
+    for chunk in list_chunks(conn, dataset, start, end):
+        if not chunk.is_compressed:
+            count += 1
+            total += chunk_bytes(conn, dataset.table(chunk.hypertable), chunk) or 0
+    return count, total
+
+
+def compress(
+    conn: psycopg.Connection,
+    dataset: Dataset,
+    chunk: Chunk,
+    *,
+    run_id: str | None,
+    phase: str,
+    lock_timeout: str = "5s",
+    attempts: int = 3,
+    backoff_seconds: float = 0.5,
+) -> CompressionResult:
+    table = dataset.table(chunk.hypertable)
+    t0 = time.perf_counter()
+    error: str | None = None
+    before = None
+    for attempt in range(1, attempts + 1):
+        try:
+            before = chunk_bytes(conn, table, chunk)
+            status = conn.execute(
+                "SELECT _timescaledb_functions.chunk_status(%s::regclass)", (chunk.ident.as_string(conn),)
+            ).fetchone()[0]
+            with conn.transaction():
+                conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
+                faults.check("compress.error", None)
+                conn.execute(
+                    "SELECT compress_chunk(%s::regclass, if_not_compressed => true)", (chunk.ident.as_string(conn),)
+                )
+            after = chunk_bytes(conn, table, chunk)
+            seconds = round(time.perf_counter() - t0, 3)
+            if not status & _COMPRESSED:
+                action = "compressed"
+            elif status & _PARTIAL:
+                action = "recompressed"  # rows had landed in a compressed chunk; now folded in
+            else:
+                return CompressionResult(chunk, "unchanged", before, after, seconds)
+            conn.execute(
+                "INSERT INTO tidemark.compression_log (run_id, dataset, hypertable, chunk, range_start, range_end,"
+                " phase, bytes_before, bytes_after, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (run_id, dataset.name, chunk.hypertable, chunk.name, chunk.range_start, chunk.range_end, phase,
+                 before, after, seconds),
+            )
+            return CompressionResult(chunk, action, before, after, seconds)
+        except Exception as exc:  # noqa: BLE001 - reported per chunk, retried by the caller's next pass
+            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            retry = attempt < attempts and (is_transient(exc) or isinstance(exc, faults.InjectedFault))
+            log.warning("compress %s attempt %d failed: %s%s", chunk.name, attempt, error, "; retrying" if retry else "")
+            if conn.closed or conn.broken:
+                break
+            if not retry:
+                break
+            time.sleep(backoff_seconds * 2 ** (attempt - 1))
+    return CompressionResult(chunk, "failed", before, None, round(time.perf_counter() - t0, 3), error)
+
+
+def compress_behind(
+    conn: psycopg.Connection,
+    dataset: Dataset,
+    window_start: datetime,
+    watermark: datetime,
+    *,
+    run_id: str | None,
+    **options: Any,
+) -> list[CompressionResult]:
+    """Compress every uncompressed chunk lying entirely in [window_start, watermark)."""
+    chunks = eligible_behind(list_chunks(conn, dataset, window_start, watermark), window_start, watermark)
+    return [compress(conn, dataset, c, run_id=run_id, phase="progressive", **options) for c in chunks]
+
+
+def final_pass(
+    conn: psycopg.Connection,
+    dataset: Dataset,
+    window_start: datetime,
+    window_end: datetime,
+    *,
+    run_id: str | None,
+    live_horizon: datetime | None = None,
+    **options: Any,
+) -> tuple[list[CompressionResult], list[Chunk]]:
+    """Compress or fold late rows into every chunk intersecting the window.
+
+    Returns (results, chunks left alone because live ingestion may still write
+    into them: those ending after ``live_horizon``).
+    """
+    results: list[CompressionResult] = []
+    skipped: list[Chunk] = []
+    for chunk in list_chunks(conn, dataset, window_start, window_end):
+        if live_horizon is not None and chunk.range_end > live_horizon:
+            skipped.append(chunk)
+            continue
+        results.append(compress(conn, dataset, chunk, run_id=run_id, phase="final", **options))
+    return results, skipped

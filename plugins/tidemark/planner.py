@@ -1,0 +1,211 @@
+"""Cut a backfill range into fixed, start-aligned batches and drop the loaded ones.
+
+Batches become Airflow mapped task instances, so the plan must be (1) small
+enough for Airflow's ``max_map_length``, (2) deterministic for a given range and
+interval, so a rerun produces the same windows and can recognise the ones an
+earlier run already loaded, and (3) JSON-serialisable, because each batch
+travels through XCom.  All validation happens before any planning so a bad
+trigger fails fast with a message saying what to change.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from tidemark.errors import InvalidInput
+from tidemark.timeparse import format_interval, parse_instant, parse_interval
+
+__all__ = ["MAX_BATCHES", "Batch", "Plan", "plan_batches"]
+
+MAX_BATCHES = 1024  # Airflow's default max_map_length
+
+_US = timedelta(microseconds=1)
+_MINUTE_US = 60_000_000
+_HOUR_US = 3_600_000_000
+
+
+@dataclass(frozen=True, order=True)
+class Batch:
+    """One half-open window ``[start, end)`` that a single mapped task loads."""
+
+    index: int
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        # Naive or reversed windows would silently corrupt skip detection and
+        # watermarks downstream, so refuse them at construction.
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError(f"batch #{self.index} needs timezone-aware start and end")
+        if not self.start < self.end:
+            raise ValueError(
+                f"batch #{self.index} start {self.start.isoformat()} is not before "
+                f"end {self.end.isoformat()}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types only, because the batch is pushed through XCom."""
+        return {"index": self.index, "start": self.start.isoformat(), "end": self.end.isoformat()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Batch:
+        """Rebuild a batch pulled from XCom, tolerating datetime or ISO-string fields."""
+        missing = [key for key in ("index", "start", "end") if key not in d]
+        if missing:
+            raise InvalidInput(
+                f"batch {dict(d)!r} lacks {', '.join(missing)}; pass the dict made by Batch.to_dict()"
+            )
+        index = d["index"]
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise InvalidInput(
+                f"batch index {index!r} must be an integer; pass the dict made by Batch.to_dict()"
+            )
+        return cls(index=index, start=parse_instant(d["start"]), end=parse_instant(d["end"]))
+
+    @property
+    def label(self) -> str:
+        """Short window shown as the mapped task's name in the Airflow UI."""
+        with_seconds = any(t.second or t.microsecond for t in (self.start, self.end))
+        clock = "%H:%M:%S" if with_seconds else "%H:%M"
+        start_text = self.start.strftime(f"%Y-%m-%d {clock}")
+        if self.end.date() == self.start.date():
+            end_text = self.end.strftime(clock)
+        else:
+            end_text = self.end.strftime(f"%Y-%m-%d {clock}")
+        return f"#{self.index} {start_text} → {end_text}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The batches still to load plus what was skipped, for reporting."""
+
+    start: datetime
+    end: datetime
+    interval: timedelta
+    batches: tuple[Batch, ...]
+    skipped: tuple[tuple[datetime, datetime], ...]
+    total_windows: int
+
+
+def plan_batches(
+    start: str | datetime,
+    end: str | datetime,
+    interval: str | timedelta,
+    *,
+    loaded: Iterable[tuple[str | datetime, str | datetime]] = (),
+    max_batches: int = MAX_BATCHES,
+) -> Plan:
+    """Plan ``[start, end)`` in ``interval`` steps, skipping windows already loaded.
+
+    Windows are aligned to ``start`` (not to the epoch) so the first batch
+    begins exactly where the user asked; the last one is clipped to ``end``.
+    A window counts as loaded only if the union of ``loaded`` covers it
+    entirely: partially loaded windows are reloaded, which is safe because
+    loads are idempotent per window.
+    """
+    start_at = parse_instant(start)
+    end_at = parse_instant(end)
+    step = parse_interval(interval)
+    if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
+        raise InvalidInput(f"max_batches {max_batches!r} must be a positive integer; use e.g. {MAX_BATCHES}")
+    if not start_at < end_at:
+        raise InvalidInput(
+            f"start {start_at.isoformat()} must be before end {end_at.isoformat()}; "
+            f"swap them or move end later"
+        )
+    span_us = (end_at - start_at) // _US
+    step_us = step // _US
+    count = -(-span_us // step_us)
+    if count > max_batches:
+        raise InvalidInput(_too_many_message(start_at, end_at, step, count, span_us, max_batches))
+    covered = _merge(_parse_loaded(loaded))
+    covered_starts = [window[0] for window in covered]
+
+    batches: list[Batch] = []
+    skipped: list[tuple[datetime, datetime]] = []
+    for i in range(count):
+        window_start = start_at + step * i
+        window_end = min(window_start + step, end_at)
+        if _is_covered(window_start, window_end, covered, covered_starts):
+            skipped.append((window_start, window_end))
+        else:
+            batches.append(Batch(len(batches), window_start, window_end))
+    return Plan(
+        start=start_at,
+        end=end_at,
+        interval=step,
+        batches=tuple(batches),
+        skipped=tuple(skipped),
+        total_windows=count,
+    )
+
+
+def _too_many_message(
+    start: datetime, end: datetime, step: timedelta, count: int, span_us: int, max_batches: int
+) -> str:
+    # Suggest the smallest comfortable interval that fits, rounded up so the
+    # number is something a person would type (whole minutes, or whole hours
+    # once above an hour); rounding up can only lower the window count.
+    needed_us = -(-span_us // max_batches)
+    unit = _MINUTE_US if needed_us <= _HOUR_US else _HOUR_US
+    suggested = timedelta(microseconds=-(-needed_us // unit) * unit)
+    parts = -(-count // max_batches)
+    return (
+        f"range {start.isoformat()} → {end.isoformat()} at a batch interval of "
+        f"{format_interval(step)!r} makes {count} batches, more than the limit of "
+        f"{max_batches} (Airflow's max_map_length); use a batch interval of at least "
+        f"{format_interval(suggested)!r}, or split the range into {parts} backfills of "
+        f"at most {format_interval(step * max_batches)!r} each"
+    )
+
+
+def _parse_loaded(
+    loaded: Iterable[tuple[str | datetime, str | datetime]],
+) -> list[tuple[datetime, datetime]]:
+    windows: list[tuple[datetime, datetime]] = []
+    for pair in loaded:
+        try:
+            raw_start, raw_end = pair
+        except (TypeError, ValueError):
+            raise InvalidInput(
+                f"loaded window {pair!r} must be a (start, end) pair; pass e.g. "
+                f"[('2024-01-01', '2024-01-02')]"
+            ) from None
+        window_start = parse_instant(raw_start)
+        window_end = parse_instant(raw_end)
+        if window_end < window_start:
+            raise InvalidInput(
+                f"loaded window start {window_start.isoformat()} is after its end "
+                f"{window_end.isoformat()}; swap them"
+            )
+        if window_end > window_start:
+            windows.append((window_start, window_end))
+    return windows
+
+
+def _merge(windows: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Union of half-open windows; touching windows join so adjacent loads cover a batch."""
+    merged: list[tuple[datetime, datetime]] = []
+    for window_start, window_end in sorted(windows):
+        if merged and window_start <= merged[-1][1]:
+            if window_end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], window_end)
+        else:
+            merged.append((window_start, window_end))
+    return merged
+
+
+def _is_covered(
+    start: datetime,
+    end: datetime,
+    covered: list[tuple[datetime, datetime]],
+    covered_starts: list[datetime],
+) -> bool:
+    # Merged windows are disjoint, so only the last one starting at or before
+    # ``start`` can contain the whole window.
+    position = bisect.bisect_right(covered_starts, start) - 1
+    return position >= 0 and covered[position][1] >= end

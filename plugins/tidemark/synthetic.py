@@ -1,0 +1,350 @@
+"""Deterministic synthetic "ledgers" workload used as Tidemark's demo source.
+
+The demo needs a source that behaves like a real ledger stream (irregular
+close times, bursty transaction counts, skewed accounts and operation types)
+yet is reproducible and checkable: any window must yield identical rows in
+every process, a window split into pieces must yield the same rows as the
+whole, and the exact row count of any window must be known without generating
+it, so tests can prove a backfill loaded everything exactly once.
+
+The trick is to make everything that determines *how many* rows exist periodic
+in the ledger sequence (period ``PERIOD``), precomputed once per seed with
+prefix sums; counts and time lookups are then a division plus a bisect.  Row
+*contents* (hashes, accounts, fees, amounts) are not periodic: they come from
+a splitmix64 hash of the sequence number and the seed, which is cheap enough
+to keep generation well above the bulk loader's appetite.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from tidemark.errors import InvalidInput
+from tidemark.timeparse import parse_instant
+
+__all__ = ["COLUMNS", "PERIOD", "TABLES", "LedgerSource"]
+
+PERIOD = 1009  # ledgers per repeat of the count/gap pattern; prime to avoid aliasing with hours/days
+_MEAN_GAP_MS = 5_000
+_MIN_GAP_MS = 4_000
+_MAX_GAP_MS = 6_000
+_MAX_TX = 10  # per ledger; tx_index fits in 4 bits of a key
+_MAX_OPS = 4  # per transaction; op_index fits in 2 bits of a key
+_ACCOUNT_POOL = 5_000
+_MAX_AMOUNT = 10**12
+
+TABLES: tuple[str, ...] = ("ledgers", "transactions", "operations")
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "ledgers": ("close_time", "sequence", "hash", "tx_count", "op_count", "total_fees"),
+    "transactions": (
+        "close_time",
+        "ledger_sequence",
+        "tx_index",
+        "hash",
+        "account",
+        "fee",
+        "op_count",
+        "successful",
+    ),
+    "operations": (
+        "close_time",
+        "ledger_sequence",
+        "tx_index",
+        "op_index",
+        "op_type",
+        "asset",
+        "amount",
+    ),
+}
+
+_OP_TYPE_WEIGHTS = (
+    ("payment", 55),
+    ("manage_offer", 20),
+    ("path_payment", 10),
+    ("create_account", 10),
+    ("change_trust", 5),
+)
+_ASSET_WEIGHTS = (
+    ("XLM", 40), ("USDC", 15), ("EURC", 5), ("AQUA", 5), ("yXLM", 4),
+    ("BTC", 3), ("ETH", 3), ("SHX", 3), ("MOBI", 2), ("RMT", 2),
+    ("SLT", 2), ("TERN", 2), ("LSP", 2), ("ARST", 2), ("BRL", 2),
+    ("NGNT", 2), ("EURT", 2), ("XRP", 2), ("VELO", 2), ("KES", 1),
+)
+_OPS_PER_TX_WEIGHTS = ((1, 35), (2, 30), (3, 20), (4, 15))
+_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+_MASK = (1 << 64) - 1
+_GAMMA = 0x9E3779B97F4A7C15
+_C1 = 0xBF58476D1CE4E5B9
+_C2 = 0x94D049BB133111EB
+_US = timedelta(microseconds=1)
+_UTC = timezone.utc
+
+
+def _mix(z: int) -> int:
+    """splitmix64 finaliser: a bijection on 64-bit ints, so distinct keys stay distinct."""
+    z &= _MASK
+    z = ((z ^ (z >> 30)) * _C1) & _MASK
+    z = ((z ^ (z >> 27)) * _C2) & _MASK
+    return z ^ (z >> 31)
+
+
+class _Stream:
+    """Seeded splitmix64 sequence for the one-off period tables.
+
+    Used instead of ``random.Random`` because only its ``random()`` output is
+    guaranteed stable across Python versions, and the tables must never change.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self._state = _mix(seed ^ 0x5EED_7AB1_E000_0000)
+
+    def next(self) -> int:
+        self._state = (self._state + _GAMMA) & _MASK
+        return _mix(self._state)
+
+
+def _weighted_table(weights: tuple[tuple[Any, int], ...], size: int = 256) -> tuple[Any, ...]:
+    """Lookup table so a weighted choice costs one index with 8 random bits."""
+    total = sum(weight for _, weight in weights)
+    table: list[Any] = []
+    for value, weight in weights:
+        table.extend([value] * round(weight * size / total))
+    table = (table + [weights[0][0]] * size)[:size]
+    return tuple(table)
+
+
+class LedgerSource:
+    """A reproducible ledger stream starting at ``epoch``, one ledger about every 5 s."""
+
+    tables: tuple[str, ...] = TABLES
+    columns: dict[str, tuple[str, ...]] = COLUMNS
+    period: int = PERIOD
+
+    def __init__(self, seed: int = 42, epoch: datetime = datetime(2020, 1, 1, tzinfo=_UTC)) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InvalidInput(f"seed {seed!r} must be an integer; use e.g. 42")
+        self.seed = seed
+        self.epoch = parse_instant(epoch)
+        stream = _Stream(seed)
+
+        gaps = [_MEAN_GAP_MS + stream.next() % 2001 - 1000 for _ in range(PERIOD)]
+        self._balance_gaps(gaps)
+        offsets = [0] * (PERIOD + 1)
+        for i, gap in enumerate(gaps):
+            offsets[i + 1] = offsets[i] + gap
+        self._period_ms = offsets[PERIOD]
+        self._offsets = offsets
+        self._offset_deltas = tuple(timedelta(milliseconds=ms) for ms in offsets[:PERIOD])
+
+        ops_choice = _weighted_table(_OPS_PER_TX_WEIGHTS)
+        tx_ops: list[tuple[int, ...]] = []
+        for _ in range(PERIOD):
+            # Popcount of 10 random bits: binomial 0..10, mean 5, like bursty traffic.
+            tx_count = (stream.next() & 0x3FF).bit_count()
+            tx_ops.append(tuple(ops_choice[stream.next() & 0xFF] for _ in range(tx_count)))
+        self._tx_ops = tuple(tx_ops)
+        self._op_counts = tuple(sum(ops) for ops in tx_ops)
+        # (tx_index, op_index, key suffix) per ledger, so the operations loop is flat.
+        self._op_slots = tuple(
+            tuple((tx, op, (tx << 2) | op) for tx, n in enumerate(ops) for op in range(n))
+            for ops in tx_ops
+        )
+        self._tx_prefix = [0] * (PERIOD + 1)
+        self._op_prefix = [0] * (PERIOD + 1)
+        for i in range(PERIOD):
+            self._tx_prefix[i + 1] = self._tx_prefix[i] + len(tx_ops[i])
+            self._op_prefix[i + 1] = self._op_prefix[i] + self._op_counts[i]
+
+        self._ledger_key = stream.next()
+        self._tx_key = stream.next()
+        self._op_key = stream.next()
+        # Odd multipliers below 2**192: x * K is a bijection that spreads a
+        # 64-bit word over 256 bits, giving unique 64-hex-digit hashes cheaply.
+        self._ledger_hash_mul = ((stream.next() << 128) | (stream.next() << 64) | stream.next()) | (1 << 191) | 1
+        self._tx_hash_mul = ((stream.next() << 128) | (stream.next() << 64) | stream.next()) | (1 << 191) | 1
+        self._accounts = self._make_accounts(stream)
+        self._op_types = _weighted_table(_OP_TYPE_WEIGHTS)
+        self._assets = _weighted_table(_ASSET_WEIGHTS)
+
+    # -- time <-> sequence -------------------------------------------------
+
+    def close_time(self, sequence: int) -> datetime:
+        """Close time of ledger ``sequence`` (>= 0)."""
+        if sequence < 0:
+            raise ValueError(f"ledger sequence {sequence} is negative; sequences start at 0")
+        periods, i = divmod(sequence, PERIOD)
+        return self.epoch + timedelta(milliseconds=periods * self._period_ms + self._offsets[i])
+
+    def first_sequence_at_or_after(self, t: str | datetime) -> int:
+        """Smallest sequence whose close time is >= ``t``; 0 for any ``t`` before the epoch."""
+        delta_us = (parse_instant(t) - self.epoch) // _US
+        if delta_us <= 0:
+            return 0
+        ms = -(-delta_us // 1000)
+        periods, rest = divmod(ms, self._period_ms)
+        return periods * PERIOD + bisect.bisect_left(self._offsets, rest, 0, PERIOD)
+
+    def sequence_range(self, start: str | datetime, end: str | datetime) -> range:
+        """Sequences of the ledgers closing in ``[start, end)`` (empty if end <= start)."""
+        first = self.first_sequence_at_or_after(start)
+        stop = self.first_sequence_at_or_after(end)
+        return range(first, max(first, stop))
+
+    # -- counts ------------------------------------------------------------
+
+    def expected_counts(self, start: str | datetime, end: str | datetime) -> dict[str, int]:
+        """Exact row counts per table for ``[start, end)`` without generating rows."""
+        seqs = self.sequence_range(start, end)
+        return {
+            "ledgers": len(seqs),
+            "transactions": self._prefix(self._tx_prefix, seqs.stop) - self._prefix(self._tx_prefix, seqs.start),
+            "operations": self._prefix(self._op_prefix, seqs.stop) - self._prefix(self._op_prefix, seqs.start),
+        }
+
+    @staticmethod
+    def _prefix(table: list[int], sequence: int) -> int:
+        periods, i = divmod(sequence, PERIOD)
+        return periods * table[PERIOD] + table[i]
+
+    # -- rows --------------------------------------------------------------
+
+    def rows(self, table: str, start: str | datetime, end: str | datetime) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``table`` whose close_time is in ``[start, end)``, in key order.
+
+        Not a generator itself so that an unknown table fails at the call,
+        not at the first ``next()`` deep inside a loader.
+        """
+        if table == "ledgers":
+            generate = self._ledger_rows
+        elif table == "transactions":
+            generate = self._transaction_rows
+        elif table == "operations":
+            generate = self._operation_rows
+        else:
+            raise KeyError(f"unknown table {table!r}; LedgerSource has tables {', '.join(TABLES)}")
+        return generate(self.sequence_range(start, end))
+
+    def _ledger_times(self, seqs: range) -> Iterator[tuple[int, int, datetime]]:
+        """(sequence, position in period, close_time) with one datetime addition per ledger."""
+        if not seqs:
+            return
+        deltas = self._offset_deltas
+        periods, i = divmod(seqs.start, PERIOD)
+        s = seqs.start
+        stop = seqs.stop
+        while s < stop:
+            base = self.epoch + timedelta(milliseconds=periods * self._period_ms)
+            last = min(PERIOD, i + stop - s)
+            for j in range(i, last):
+                yield s, j, base + deltas[j]
+                s += 1
+            periods += 1
+            i = 0
+
+    def _ledger_rows(self, seqs: range) -> Iterator[tuple[Any, ...]]:
+        tx_ops = self._tx_ops
+        op_counts = self._op_counts
+        ledger_key = self._ledger_key
+        tx_key = self._tx_key
+        hash_mul = self._ledger_hash_mul
+        mask, gamma, c1, c2 = _MASK, _GAMMA, _C1, _C2
+        for s, i, close_time in self._ledger_times(seqs):
+            ops = tx_ops[i]
+            total_fees = 0
+            base = s << 4
+            for tx, n_ops in enumerate(ops):
+                z = ((base | tx) * gamma + tx_key) & mask
+                z = ((z ^ (z >> 30)) * c1) & mask
+                z = ((z ^ (z >> 27)) * c2) & mask
+                z ^= z >> 31
+                total_fees += n_ops * (100 + (z >> 44) % 10_000 if (z >> 8) & 7 == 0 else 100)
+            z = (s * gamma + ledger_key) & mask
+            z = ((z ^ (z >> 30)) * c1) & mask
+            z = ((z ^ (z >> 27)) * c2) & mask
+            z ^= z >> 31
+            yield (close_time, s, "%064x" % (z * hash_mul), len(ops), op_counts[i], total_fees)
+
+    def _transaction_rows(self, seqs: range) -> Iterator[tuple[Any, ...]]:
+        tx_ops = self._tx_ops
+        tx_key = self._tx_key
+        hash_mul = self._tx_hash_mul
+        accounts = self._accounts
+        pool = len(accounts)
+        mask, gamma, c1, c2 = _MASK, _GAMMA, _C1, _C2
+        for s, i, close_time in self._ledger_times(seqs):
+            base = s << 4
+            for tx, n_ops in enumerate(tx_ops[i]):
+                z = ((base | tx) * gamma + tx_key) & mask
+                z = ((z ^ (z >> 30)) * c1) & mask
+                z = ((z ^ (z >> 27)) * c2) & mask
+                z ^= z >> 31
+                # Product of two uniforms: a few accounts are very busy, most are quiet.
+                account = accounts[((z >> 16) % pool) * ((z >> 32) % pool) // pool]
+                fee = n_ops * (100 + (z >> 44) % 10_000 if (z >> 8) & 7 == 0 else 100)
+                yield (
+                    close_time,
+                    s,
+                    tx,
+                    "%064x" % (z * hash_mul),
+                    account,
+                    fee,
+                    n_ops,
+                    (z >> 11) & 31 != 0,
+                )
+
+    def _operation_rows(self, seqs: range) -> Iterator[tuple[Any, ...]]:
+        op_slots = self._op_slots
+        op_key = self._op_key
+        op_types = self._op_types
+        assets = self._assets
+        modulus = _MAX_AMOUNT + 1
+        mask, gamma, c1, c2 = _MASK, _GAMMA, _C1, _C2
+        for s, i, close_time in self._ledger_times(seqs):
+            base = s << 6
+            for tx, op, suffix in op_slots[i]:
+                z = ((base | suffix) * gamma + op_key) & mask
+                z = ((z ^ (z >> 30)) * c1) & mask
+                z = ((z ^ (z >> 27)) * c2) & mask
+                z ^= z >> 31
+                # Shifting by 0..31 bits skews amounts towards small values, like real payments.
+                amount = ((z >> 24) % modulus) >> ((z >> 16) & 31)
+                yield (close_time, s, tx, op, op_types[z & 0xFF], assets[(z >> 8) & 0xFF], amount)
+
+    # -- one-off tables ----------------------------------------------------
+
+    @staticmethod
+    def _balance_gaps(gaps: list[int]) -> None:
+        """Nudge gaps (within 4-6 s) so one period lasts exactly PERIOD * 5 s.
+
+        An exact period length is what makes close times a division plus a
+        table lookup; walking round-robin keeps the nudges spread out.
+        """
+        excess = sum(gaps) - PERIOD * _MEAN_GAP_MS
+        i = 0
+        while excess:
+            if excess > 0:
+                step = min(excess, gaps[i] - _MIN_GAP_MS, 7)
+            else:
+                step = max(excess, gaps[i] - _MAX_GAP_MS, -7)
+            gaps[i] -= step
+            excess -= step
+            i = (i + 1) % PERIOD
+
+    @staticmethod
+    def _make_accounts(stream: _Stream) -> tuple[str, ...]:
+        """Pool of unique Stellar-looking account ids ('G' + 55 base32 characters)."""
+        accounts: list[str] = []
+        seen: set[str] = set()
+        while len(accounts) < _ACCOUNT_POOL:
+            bits = (stream.next() << 256) | (stream.next() << 192) | (stream.next() << 128) | (
+                stream.next() << 64
+            ) | stream.next()
+            account = "G" + "".join(_BASE32[(bits >> (5 * k)) & 31] for k in range(55))
+            if account not in seen:
+                seen.add(account)
+                accounts.append(account)
+        return tuple(accounts)

@@ -1,0 +1,122 @@
+"""Shared fixtures: a real embedded TimescaleDB per test session (never a mock).
+
+If ``TIDEMARK_TEST_DSN`` is set, the database tests run against that server
+instead. An engine that cannot start fails the run; nothing here skips.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tidemark.connection import connect
+from tidemark.datasets import Dataset, ledgers_dataset
+from tidemark.schema import ensure_schema
+
+REPO = Path(__file__).resolve().parents[1]
+DBCTL = REPO / "embedded" / "dbctl"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedEngine:
+    """One embedded engine process, driven through the same dbctl a user runs."""
+
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.extra_env = env or {}
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres:postgres@127.0.0.1:{self.port}/postgres?sslmode=disable"
+
+    @property
+    def log_file(self) -> Path:
+        return Path(f"{self.data_dir}.log")
+
+    def _ctl(self, command: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **self.extra_env, "TIDEMARK_DB_DATA": str(self.data_dir), "TIDEMARK_DB_PORT": str(self.port)}
+        return subprocess.run([str(DBCTL), command], env=env, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> str:
+        done = self._ctl("start")
+        if done.returncode != 0:
+            raise RuntimeError(f"embedded engine failed to start:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def stop(self) -> None:
+        self._ctl("stop")
+
+    @property
+    def pid(self) -> int:
+        return int(Path(f"{self.data_dir}.pid").read_text().strip())
+
+    def kill9(self) -> None:
+        pid = self.pid
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"engine pid {pid} survived SIGKILL")
+
+
+@pytest.fixture(scope="session")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedEngine | None]:
+    if os.environ.get("TIDEMARK_TEST_DSN"):
+        yield None
+        return
+    eng = EmbeddedEngine(tmp_path_factory.mktemp("engine") / "db", free_port())
+    eng.start()
+    try:
+        yield eng
+    finally:
+        eng.stop()
+
+
+@pytest.fixture(scope="session")
+def dsn(engine: EmbeddedEngine | None) -> str:
+    return os.environ.get("TIDEMARK_TEST_DSN") or engine.dsn  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def private_engine(tmp_path: Path) -> Iterator[EmbeddedEngine]:
+    """An engine of the test's own, for tests that kill or reconfigure it."""
+    eng = EmbeddedEngine(tmp_path / "db", free_port())
+    yield eng
+    eng.stop()
+
+
+@pytest.fixture
+def conn(dsn: str) -> Iterator[psycopg.Connection]:
+    with connect(dsn) as c:
+        yield c
+
+
+def unique_dataset(conn: psycopg.Connection) -> Dataset:
+    """A fresh copy of the ledgers dataset under its own name and schema."""
+    tag = uuid.uuid4().hex[:8]
+    ds = ledgers_dataset(name=f"ledgers_{tag}", schema=f"t_{tag}")
+    ensure_schema(conn, ds)
+    return ds
+
+
+@pytest.fixture
+def dataset(conn: psycopg.Connection) -> Dataset:
+    return unique_dataset(conn)

@@ -1,0 +1,129 @@
+"""The core library against a real TimescaleDB: schema, loader, ledger, compressor."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+from psycopg import sql
+
+from tidemark import compressor, ledger
+from tidemark.connection import factory
+from tidemark.datasets import Dataset
+from tidemark.loader import load_batch
+from tidemark.planner import Batch, plan_batches
+from tidemark.schema import ensure_schema, table_ident
+
+UTC = timezone.utc
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def counts(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> dict[str, int]:
+    out = {}
+    for t in ds.tables:
+        q = sql.SQL("SELECT count(*) FROM {} WHERE {} >= %s AND {} < %s").format(
+            table_ident(t), sql.Identifier(t.time_column), sql.Identifier(t.time_column)
+        )
+        out[t.name] = conn.execute(q, (start, end)).fetchone()[0]
+    return out
+
+
+def duplicate_keys(conn: psycopg.Connection, ds: Dataset) -> int:
+    q = sql.SQL("SELECT count(*) FROM (SELECT ledger_sequence, tx_index, op_index FROM {} GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
+    return conn.execute(q.format(table_ident(ds.table("operations")))).fetchone()[0]
+
+
+def test_ensure_schema_is_idempotent(conn: psycopg.Connection, dataset: Dataset) -> None:
+    ensure_schema(conn, dataset)
+    ensure_schema(conn, dataset)
+    rows = conn.execute(
+        "SELECT hypertable_name, compression_enabled FROM timescaledb_information.hypertables WHERE hypertable_schema = %s",
+        (dataset.tables[0].schema,),
+    ).fetchall()
+    assert sorted(rows) == [("ledgers", True), ("operations", True), ("transactions", True)]
+    seg = conn.execute(
+        "SELECT attname FROM timescaledb_information.compression_settings"
+        " WHERE hypertable_schema = %s AND hypertable_name = 'operations' AND segmentby_column_index IS NOT NULL",
+        (dataset.tables[0].schema,),
+    ).fetchall()
+    assert seg == [("op_type",)]
+    jobs = conn.execute(
+        "SELECT count(*) FROM timescaledb_information.jobs WHERE proc_name = 'policy_compression' AND hypertable_schema = %s",
+        (dataset.tables[0].schema,),
+    ).fetchone()[0]
+    assert jobs == 3
+
+
+def test_load_and_replay_gives_exact_rows_without_duplicates(dsn: str, conn: psycopg.Connection, dataset: Dataset) -> None:
+    batch = Batch(0, T0, T0 + timedelta(hours=2))
+    expected = dataset.source().expected_counts(batch.start, batch.end)
+    first = load_batch(factory(dsn), dataset, batch, "run-a")
+    assert first.rows == expected
+    assert counts(conn, dataset, batch.start, batch.end) == expected
+    again = load_batch(factory(dsn), dataset, batch, "run-b")
+    assert again.rows == expected
+    assert counts(conn, dataset, batch.start, batch.end) == expected
+    assert duplicate_keys(conn, dataset) == 0
+    entries = ledger.entries(conn, dataset.name, T0, T0 + timedelta(days=1))
+    assert [(e.start, e.end, e.row_counts, e.run_id) for e in entries] == [(batch.start, batch.end, expected, "run-b")]
+    # A batch of a few hours is far above 64 KiB of COPY data.
+    assert sum(expected.values()) > 10_000
+
+
+def test_planner_skips_windows_the_ledger_records(dsn: str, conn: psycopg.Connection, dataset: Dataset) -> None:
+    plan = plan_batches(T0, T0 + timedelta(hours=4), "1 hour")
+    load_batch(factory(dsn), dataset, plan.batches[1], "run")
+    again = plan_batches(T0, T0 + timedelta(hours=4), "1 hour", loaded=ledger.loaded_windows(conn, dataset.name, T0, T0 + timedelta(hours=4)))
+    assert [b.start for b in again.batches] == [T0, T0 + timedelta(hours=2), T0 + timedelta(hours=3)]
+    assert [b.index for b in again.batches] == [0, 1, 2]
+
+
+def load_range(dsn: str, ds: Dataset, start: datetime, end: datetime, step: str) -> None:
+    for b in plan_batches(start, end, step).batches:
+        load_batch(factory(dsn), ds, b, "run")
+
+
+def test_compress_behind_watermark_leaves_straddling_chunks(dsn: str, conn: psycopg.Connection, dataset: Dataset) -> None:
+    start = T0 + timedelta(hours=3)  # chunks are 6 h: the first chunk straddles the window start
+    load_range(dsn, dataset, start, T0 + timedelta(hours=24), "3 hours")
+    watermark = T0 + timedelta(hours=15)  # inside the [12 h, 18 h) chunks
+    results = compressor.compress_behind(conn, dataset, start, watermark, run_id="r")
+    assert results and all(r.action == "compressed" for r in results)
+    assert all(r.bytes_after is not None and r.bytes_before and r.bytes_after < r.bytes_before for r in results)
+    state = {(c.hypertable, c.range_start): c.is_compressed for c in compressor.list_chunks(conn, dataset)}
+    for table in ("ledgers", "transactions", "operations"):
+        assert state[(table, T0)] is False  # straddles the backfill start
+        assert state[(table, T0 + timedelta(hours=6))] is True  # entirely behind the watermark
+        assert state[(table, T0 + timedelta(hours=12))] is False  # straddles the watermark
+        assert state[(table, T0 + timedelta(hours=18))] is False  # ahead of it
+    assert compressor.backlog(conn, dataset, start, T0 + timedelta(hours=24))[0] == 9
+
+
+def test_final_pass_folds_late_rows_into_a_compressed_chunk(dsn: str, conn: psycopg.Connection, dataset: Dataset) -> None:
+    load_range(dsn, dataset, T0, T0 + timedelta(hours=12), "6 hours")
+    compressor.compress_behind(conn, dataset, T0, T0 + timedelta(hours=12), run_id="r")
+    # A replayed batch writes into an already compressed chunk.
+    load_batch(factory(dsn), dataset, Batch(0, T0, T0 + timedelta(hours=1)), "replay")
+    status = conn.execute(
+        "SELECT _timescaledb_functions.chunk_status(format('%%I.%%I', chunk_schema, chunk_name)::regclass)"
+        " FROM timescaledb_information.chunks WHERE hypertable_schema = %s AND hypertable_name = 'operations' AND range_start = %s",
+        (dataset.tables[0].schema, T0),
+    ).fetchone()[0]
+    assert status & 8, "expected a partially compressed chunk after late rows"
+    results, skipped = compressor.final_pass(conn, dataset, T0, T0 + timedelta(hours=12), run_id="r")
+    assert not skipped
+    by_chunk = {(r.chunk.hypertable, r.chunk.range_start): r.action for r in results}
+    assert by_chunk[("operations", T0)] == "recompressed"
+    assert by_chunk[("operations", T0 + timedelta(hours=6))] == "unchanged"
+    assert counts(conn, dataset, T0, T0 + timedelta(hours=12)) == dataset.source().expected_counts(T0, T0 + timedelta(hours=12))
+    assert duplicate_keys(conn, dataset) == 0
+
+
+def test_final_pass_never_touches_chunks_live_ingestion_may_write(dsn: str, conn: psycopg.Connection, dataset: Dataset) -> None:
+    load_range(dsn, dataset, T0, T0 + timedelta(hours=12), "6 hours")
+    results, skipped = compressor.final_pass(
+        conn, dataset, T0, T0 + timedelta(hours=12), run_id="r", live_horizon=T0 + timedelta(hours=9)
+    )
+    assert {c.range_start for c in skipped} == {T0 + timedelta(hours=6)}
+    assert {r.chunk.range_start for r in results} == {T0}
+    assert not any(c.is_compressed for c in compressor.list_chunks(conn, dataset) if c.range_start == T0 + timedelta(hours=6))
