@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -290,18 +289,16 @@ def test_batch_label(batch: Batch, label: str) -> None:
     assert batch.label == label
 
 
-# -- performance ------------------------------------------------------------
+# -- scale ------------------------------------------------------------------
 
 
-def test_planning_max_batches_is_fast() -> None:
+def test_planning_a_thousand_windows_with_many_loaded() -> None:
+    # Speed is measured in bench/, not asserted here.
     loaded = [(D0 + i * 3 * H, D0 + (i * 3 + 1) * H) for i in range(0, 1000)]
-    begin = time.perf_counter()
     plan = plan_batches(D0, D0 + 1000 * H, "1 hour", loaded=loaded)
-    elapsed = time.perf_counter() - begin
     assert plan.total_windows == 1000
     assert len(plan.skipped) == 334
     assert len(plan.batches) == 666
-    assert elapsed < 0.5
 
 
 def test_interval_parse_matches_planner_interval() -> None:

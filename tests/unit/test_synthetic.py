@@ -6,7 +6,6 @@ import random
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -327,7 +326,7 @@ def test_value_distributions(sample: dict[str, list[tuple]]) -> None:
     assert len(types) == 5
     assert types.most_common(1)[0][0] == "payment"
     assets = Counter(r[5] for r in op_rows)
-    assert 15 <= len(assets) <= 20
+    assert len(assets) == 20
     assert "XLM" in assets and "USDC" in assets
     amounts = [r[6] for r in op_rows]
     assert len(set(amounts)) > len(amounts) * 0.9
@@ -353,14 +352,3 @@ def test_accepts_string_bounds(source: LedgerSource) -> None:
     rows_str = list(source.rows("ledgers", "2021-01-01T00:00:00Z", "2021-01-01T00:05"))
     rows_dt = list(source.rows("ledgers", datetime(2021, 1, 1, tzinfo=UTC), datetime(2021, 1, 1, 0, 5, tzinfo=UTC)))
     assert rows_str == rows_dt and rows_str
-
-
-def test_generation_speed(source: LedgerSource) -> None:
-    # Loose floor to catch accidental per-row slow paths; the real figure is ~5x this.
-    start = datetime(2021, 5, 5, tzinfo=UTC)
-    end = start + timedelta(hours=6)
-    began = time.perf_counter()
-    total = sum(sum(1 for _ in source.rows(t, start, end)) for t in TABLES)
-    elapsed = time.perf_counter() - began
-    assert total > 60_000
-    assert total / elapsed > 100_000
