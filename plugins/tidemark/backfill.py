@@ -1,0 +1,326 @@
+"""The backfill run, step by step, as plain functions the DAG's tasks call.
+
+Each step takes a connection factory and plain data (what Airflow passes
+through XCom), so the whole flow — plan, load, progressive compression,
+finalize — is testable without Airflow, and the DAG file stays wiring.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from tidemark import compressor, cursors, datasets, ledger, policies, runs
+from tidemark.connection import ConnectionFactory
+from tidemark.datasets import Dataset
+from tidemark.errors import InvalidInput, TidemarkError
+from tidemark.loader import BatchResult, load_batch
+from tidemark.planner import Batch, plan_batches
+from tidemark.report import build_report
+from tidemark.timeparse import format_interval, parse_instant, parse_interval
+from tidemark.verifier import verify
+from tidemark.watermark import Watermark, advance
+
+log = logging.getLogger(__name__)
+
+# Task states after which a batch will not succeed without a human clearing it.
+FAILED_STATES = frozenset({"failed", "upstream_failed", "removed"})
+
+
+class BatchesFailed(TidemarkError):
+    """Some batches failed: compression stopped at the gap they leave."""
+
+
+class RunFailed(TidemarkError):
+    """The run cannot be declared complete; the message says how to resume."""
+
+
+@dataclass(frozen=True)
+class BackfillRequest:
+    dataset: str
+    start: datetime
+    end: datetime
+    batch_interval: timedelta
+    dry_run: bool = False
+
+    @classmethod
+    def from_params(
+        cls,
+        params: Mapping[str, Any],
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+    ) -> BackfillRequest:
+        """Validate trigger params; empty start/end mean the run's data interval (scheduled runs)."""
+        name = params.get("dataset") or ""
+        datasets.get(name)  # unknown dataset -> InvalidInput naming the choices
+        start_raw = params.get("start") or data_interval_start
+        end_raw = params.get("end") or data_interval_end
+        if start_raw is None or end_raw is None:
+            raise InvalidInput("start and end are required for a manual run (e.g. 2024-01-01T00:00:00+00:00)")
+        start = parse_instant(start_raw)
+        end = parse_instant(end_raw)
+        interval = parse_interval(params.get("batch_interval") or "6 hours")
+        plan_batches(start, end, interval)  # range, interval and batch-count checks, before any write
+        return cls(name, start, end, interval, bool(params.get("dry_run", False)))
+
+    def describe(self) -> str:
+        return (
+            f"{self.dataset} [{self.start.isoformat()}, {self.end.isoformat()}) "
+            f"in batches of {format_interval(self.batch_interval)}"
+        )
+
+
+def _bookkeeping_exists(conn: psycopg.Connection) -> bool:
+    return conn.execute("SELECT to_regclass('tidemark.batch_ledger') IS NOT NULL").fetchone()[0]
+
+
+def plan_run(connect: ConnectionFactory, request: BackfillRequest, run_id: str) -> dict[str, Any]:
+    """Plan the batches still to load, claim the window, pause compression policies.
+
+    Returns ``{"batches": [...], "summary": {...}}``; batches are small dicts
+    (index, window) for the mapped insert task.
+    """
+    ds = datasets.get(request.dataset)
+    with connect() as conn:
+        if request.dry_run:
+            loaded = ledger.loaded_windows(conn, ds.name, request.start, request.end) if _bookkeeping_exists(conn) else []
+        else:
+            from tidemark.schema import ensure_schema
+
+            ensure_schema(conn, ds)
+            loaded = ledger.loaded_windows(conn, ds.name, request.start, request.end)
+        plan = plan_batches(request.start, request.end, request.batch_interval, loaded=loaded)
+        if not request.dry_run:
+            runs.claim(conn, run_id, ds.name, "backfill", request.start, request.end, len(plan.batches))
+            policies.pause(conn, ds, run_id)
+    summary = {
+        "run_id": run_id,
+        "dataset": ds.name,
+        "start": request.start.isoformat(),
+        "end": request.end.isoformat(),
+        "batch_interval": format_interval(request.batch_interval),
+        "total_windows": plan.total_windows,
+        "skipped_windows": len(plan.skipped),
+        "planned_batches": len(plan.batches),
+        "dry_run": request.dry_run,
+    }
+    batches = [b.to_dict() for b in plan.batches]
+    log.info(
+        "plan %s: %d windows, %d already loaded, %d to load%s",
+        request.describe(), plan.total_windows, len(plan.skipped), len(plan.batches), " (dry run)" if request.dry_run else "",
+    )
+    if request.dry_run:
+        summary["would_load"] = batches
+        return {"batches": [], "summary": summary}
+    return {"batches": batches, "summary": summary}
+
+
+def insert_batch(connect: ConnectionFactory, summary: Mapping[str, Any], batch: Mapping[str, Any]) -> dict[str, Any]:
+    ds = datasets.get(summary["dataset"])
+    result = load_batch(connect, ds, Batch.from_dict(batch), summary["run_id"])
+    log.info(
+        "batch %d %s: %d rows (%s) in %.2fs (generate %.2fs, database %.2fs)",
+        result.index, Batch.from_dict(batch).label, result.total_rows, result.rows, result.seconds,
+        result.generate_seconds, result.db_seconds,
+    )
+    return result.to_dict()
+
+
+@dataclass(frozen=True)
+class PokeOutcome:
+    done: bool
+    failed: list[int]
+    watermark: Watermark
+    compressed_now: int
+    compressed_total: int
+    compress_failures: int
+    backlog_chunks: int
+    backlog_bytes: int
+
+    def line(self) -> str:
+        wm = self.watermark
+        return (
+            f"watermark {wm.completed}/{wm.total} at {wm.time.isoformat()} | "
+            f"compressed {self.compressed_now} chunks this poke, {self.compressed_total} in total"
+            + (f" ({self.compress_failures} failed, retried next poke)" if self.compress_failures else "")
+            + f" | uncompressed backlog {self.backlog_chunks} chunks ({_mib(self.backlog_bytes)})"
+        )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB"
+
+
+ResultFetcher = Callable[[list[int]], Mapping[int, Mapping[str, Any] | None]]
+
+
+def poke(
+    connect: ConnectionFactory,
+    summary: Mapping[str, Any],
+    batches: Sequence[Mapping[str, Any]],
+    states: Mapping[int, str | None],
+    fetch_results: ResultFetcher,
+) -> PokeOutcome:
+    """One sensor poke: advance the watermark over finished batches and compress behind it.
+
+    Only batches beyond the persisted watermark have their results fetched, so
+    a poke costs O(batches in flight), not O(all batches). The prefix below the
+    watermark is re-checked against the states (cheap, no results fetched): a
+    batch cleared for a rerun pulls the watermark back instead of being trusted.
+    """
+    ds = datasets.get(summary["dataset"])
+    plan = [Batch.from_dict(b) for b in batches]
+    start = parse_instant(summary["start"])
+    run_id = summary["run_id"]
+    with connect() as conn:
+        previous = runs.progress(conn, run_id)
+        k = previous.watermark_batches if previous else 0
+        k = min(k, len(plan))
+        for i in range(k):
+            if states.get(i) != "success":
+                k = i
+                break
+        candidates = [i for i in range(k, len(plan)) if states.get(i) == "success"]
+        fetched = fetch_results(candidates) if candidates else {}
+        finished = [i for i in candidates if _result_matches(fetched.get(i), plan[i])]
+        base = Watermark(k, len(plan), plan[k - 1].end if k else start)
+        wm = advance(base, finished, plan) if plan else base
+        results = compressor.compress_behind(conn, ds, start, wm.time, run_id=run_id) if plan else []
+        end = parse_instant(summary["end"])
+        backlog_chunks, backlog_bytes = compressor.backlog(conn, ds, start, end)
+        runs.record_progress(
+            conn, run_id, watermark_batches=wm.completed, watermark_time=wm.time,
+            backlog_chunks=backlog_chunks, backlog_bytes=backlog_bytes,
+        )
+        total = conn.execute(
+            "SELECT count(*) FROM tidemark.compression_log WHERE run_id = %s AND phase = 'progressive'", (run_id,)
+        ).fetchone()[0]
+    failed = sorted(i for i, s in states.items() if s in FAILED_STATES)
+    return PokeOutcome(
+        done=wm.complete,
+        failed=failed,
+        watermark=wm,
+        compressed_now=sum(1 for r in results if r.ok),
+        compressed_total=int(total),
+        compress_failures=sum(1 for r in results if not r.ok),
+        backlog_chunks=backlog_chunks,
+        backlog_bytes=backlog_bytes,
+    )
+
+
+def _result_matches(result: Mapping[str, Any] | None, batch: Batch) -> bool:
+    """A success state without the batch's own result (or with another window's) is not trusted."""
+    if not result:
+        return False
+    try:
+        return (
+            int(result["index"]) == batch.index
+            and parse_instant(result["start"]) == batch.start
+            and parse_instant(result["end"]) == batch.end
+        )
+    except (KeyError, TypeError, ValueError, InvalidInput):
+        return False
+
+
+def failure_message(summary: Mapping[str, Any], failed: Sequence[int], batches: Sequence[Mapping[str, Any]]) -> str:
+    windows = ", ".join(f"#{i} {Batch.from_dict(batches[i]).label}" for i in failed[:10] if i < len(batches))
+    more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+    return (
+        f"batches {list(failed)} failed ({windows}{more}); chunks from the first failed window on stay uncompressed. "
+        "Resume: clear the failed task instances of this run (UI: select them > Clear, or REST clearTaskInstances "
+        "with dag_run_id and only_failed=true), or trigger a new run with the same params - loaded windows are skipped."
+    )
+
+
+def finalize(
+    connect: ConnectionFactory,
+    summary: Mapping[str, Any],
+    batches: Sequence[Mapping[str, Any]],
+    states: Mapping[int, str | None],
+    results: Mapping[int, Mapping[str, Any] | None],
+    upstream_ok: bool = True,
+) -> dict[str, Any]:
+    """Make the load durable, verify it (reloading lost batches), compress the rest, report.
+
+    Raises RunFailed when any batch or the sensor failed: a run whose final task
+    succeeds must mean the window is loaded, verified and compressed.
+    """
+    ds = datasets.get(summary["dataset"])
+    run_id = summary["run_id"]
+    if summary.get("dry_run"):
+        return {"dry_run": True, **summary}
+    plan = [Batch.from_dict(b) for b in batches]
+    failed = sorted(i for i in range(len(plan)) if states.get(i) != "success")
+    start = parse_instant(summary["start"])
+    end = parse_instant(summary["end"])
+    with connect() as conn:
+        if failed or not upstream_ok:
+            policies.restore(conn, ds, run_id)
+            runs.finish(conn, run_id, "failed")
+            if failed:
+                raise RunFailed(failure_message(summary, failed, batches))
+            raise RunFailed(
+                "the progressive compression task failed although every batch loaded; clear it (or trigger a new "
+                "run with the same params) to compress the rest"
+            )
+        runs.heartbeat(conn, run_id)
+        runs.make_durable(conn, run_id)
+        windows = _windows(start, end, summary)
+        check = verify(conn, ds, windows)
+        reloaded = _repair(connect, conn, ds, run_id, check, windows)
+        if reloaded:
+            runs.make_durable(conn, run_id)
+            check = verify(conn, ds, windows)
+        if not check.ok:
+            problems = [f"[{s.isoformat()}, {e.isoformat()}) missing from the ledger" for s, e in check.uncovered]
+            problems += [m.describe() for m in check.mismatches]
+            runs.finish(conn, run_id, "failed")
+            policies.restore(conn, ds, run_id)
+            raise RunFailed("verification failed after reloading: " + "; ".join(problems[:10]))
+        horizon = cursors.position(conn, ds.name)
+        final, left_for_live = compressor.final_pass(conn, ds, start, end, run_id=run_id, live_horizon=horizon)
+        bad = [r for r in final if not r.ok]
+        if bad:
+            runs.finish(conn, run_id, "failed")
+            policies.restore(conn, ds, run_id)
+            raise RunFailed(
+                "final compression failed for " + ", ".join(f"{r.chunk.name} ({r.error})" for r in bad[:5])
+                + "; clear finalize to retry (compression is idempotent)"
+            )
+        policies.restore(conn, ds, run_id)
+        report = build_report(conn, ds, summary, results, reloaded=reloaded, left_for_live=left_for_live)
+        runs.finish(conn, run_id, "succeeded", report)
+    return report
+
+
+def _windows(start: datetime, end: datetime, summary: Mapping[str, Any]) -> list[tuple[datetime, datetime]]:
+    """Every window of the run's range at its batch interval (skipped ones included: they must still be there)."""
+    plan = plan_batches(start, end, summary["batch_interval"])
+    return [(b.start, b.end) for b in plan.batches]
+
+
+def _repair(
+    connect: ConnectionFactory,
+    conn: psycopg.Connection,
+    ds: Dataset,
+    run_id: str,
+    check: Any,
+    windows: Sequence[tuple[datetime, datetime]],
+) -> list[dict[str, Any]]:
+    """Reload windows whose commit was lost (or whose rows disagree with the ledger)."""
+    to_reload: list[tuple[datetime, datetime]] = list(check.uncovered)
+    for m in check.mismatches:
+        if (m.start, m.end) not in to_reload:
+            to_reload.append((m.start, m.end))
+    reloaded: list[dict[str, Any]] = []
+    for n, (s, e) in enumerate(sorted(to_reload)):
+        log.warning("window [%s, %s) is not in the database as the ledger says (lost asynchronous commit?); reloading",
+                    s.isoformat(), e.isoformat())
+        result: BatchResult = load_batch(connect, ds, Batch(n, s, e), run_id)
+        reloaded.append({"start": s.isoformat(), "end": e.isoformat(), "rows": result.rows})
+    return reloaded

@@ -1,0 +1,127 @@
+"""A load run's claim on a dataset window, and its progress.
+
+The claim lets a second run over an overlapping window refuse up front,
+naming the first, instead of two runs deleting and re-inserting each other's
+windows. A claim whose run stopped reporting progress for ``STALE_AFTER`` is
+treated as abandoned (its worker died without reaching finalize), so a dead
+run cannot block a dataset forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from tidemark.errors import TidemarkError
+
+STALE_AFTER = timedelta(minutes=30)
+_CLAIM_LOCK = 0x7469_6466  # serialises claims across all datasets; claims are rare
+
+
+class RunConflict(TidemarkError):
+    """Another run is loading an overlapping window of the same dataset."""
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    run_id: str
+    dataset: str
+    state: str
+    planned_batches: int
+    watermark_batches: int
+    watermark_time: datetime | None
+    peak_backlog_chunks: int
+    peak_backlog_bytes: int
+    started_at: datetime
+    updated_at: datetime
+
+
+def claim(
+    conn: psycopg.Connection,
+    run_id: str,
+    dataset: str,
+    kind: str,
+    start: datetime,
+    end: datetime,
+    planned_batches: int,
+) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+        rivals = conn.execute(
+            "SELECT run_id, kind, window_start, window_end, updated_at FROM tidemark.runs"
+            " WHERE dataset = %s AND state = 'running' AND run_id <> %s"
+            " AND window_start < %s AND window_end > %s AND updated_at > clock_timestamp() - %s::interval",
+            (dataset, run_id, end, start, STALE_AFTER),
+        ).fetchall()
+        if rivals:
+            r = rivals[0]
+            raise RunConflict(
+                f"dataset {dataset!r} window [{start.isoformat()}, {end.isoformat()}) overlaps {r[1]} run {r[0]!r} "
+                f"loading [{r[2].isoformat()}, {r[3].isoformat()}) (last progress {r[4].isoformat()}). "
+                "Wait for it to finish, or pick a window that does not overlap. A run that shows no progress "
+                f"for {int(STALE_AFTER.total_seconds() // 60)} minutes is treated as abandoned."
+            )
+        conn.execute(
+            "INSERT INTO tidemark.runs (run_id, dataset, kind, window_start, window_end, planned_batches)"
+            " VALUES (%s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (run_id) DO UPDATE SET state = 'running', dataset = EXCLUDED.dataset, kind = EXCLUDED.kind,"
+            " window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,"
+            " planned_batches = EXCLUDED.planned_batches, finished_at = NULL, updated_at = clock_timestamp()",
+            (run_id, dataset, kind, start, end, planned_batches),
+        )
+
+
+def heartbeat(conn: psycopg.Connection, run_id: str) -> None:
+    """Mark the claim as alive again (a resumed run re-asserts it)."""
+    conn.execute(
+        "UPDATE tidemark.runs SET state = 'running', updated_at = clock_timestamp(), finished_at = NULL WHERE run_id = %s",
+        (run_id,),
+    )
+
+
+def record_progress(
+    conn: psycopg.Connection,
+    run_id: str,
+    *,
+    watermark_batches: int,
+    watermark_time: datetime,
+    backlog_chunks: int,
+    backlog_bytes: int,
+) -> None:
+    conn.execute(
+        "UPDATE tidemark.runs SET watermark_batches = %s, watermark_time = %s,"
+        " peak_backlog_chunks = greatest(peak_backlog_chunks, %s), peak_backlog_bytes = greatest(peak_backlog_bytes, %s),"
+        " updated_at = clock_timestamp() WHERE run_id = %s",
+        (watermark_batches, watermark_time, backlog_chunks, backlog_bytes, run_id),
+    )
+
+
+def progress(conn: psycopg.Connection, run_id: str) -> RunProgress | None:
+    row = conn.execute(
+        "SELECT run_id, dataset, state, planned_batches, watermark_batches, watermark_time, peak_backlog_chunks,"
+        " peak_backlog_bytes, started_at, updated_at FROM tidemark.runs WHERE run_id = %s",
+        (run_id,),
+    ).fetchone()
+    return RunProgress(*row) if row else None
+
+
+def finish(conn: psycopg.Connection, run_id: str, state: str, report: dict[str, Any] | None = None) -> None:
+    """Close the claim. Runs with ``synchronous_commit = on``: this commit makes every earlier asynchronous one durable."""
+    with conn.transaction():
+        conn.execute("SET LOCAL synchronous_commit = on")
+        conn.execute(
+            "UPDATE tidemark.runs SET state = %s, report = %s, finished_at = clock_timestamp(),"
+            " updated_at = clock_timestamp() WHERE run_id = %s",
+            (state, Jsonb(report) if report is not None else None, run_id),
+        )
+
+
+def make_durable(conn: psycopg.Connection, run_id: str) -> None:
+    """One synchronous commit flushes the WAL of every earlier asynchronous commit."""
+    with conn.transaction():
+        conn.execute("SET LOCAL synchronous_commit = on")
+        conn.execute("UPDATE tidemark.runs SET updated_at = clock_timestamp() WHERE run_id = %s", (run_id,))

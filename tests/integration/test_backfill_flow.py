@@ -1,0 +1,88 @@
+"""The backfill steps driven by plain Python (no Airflow): the same calls the DAG's tasks make."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import psycopg
+import pytest
+
+from tidemark import backfill, compressor, datasets
+from tidemark.connection import factory
+from tidemark.datasets import Dataset, ledgers_dataset
+from tidemark.errors import InvalidInput
+
+UTC = timezone.utc
+START = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def registered(conn: psycopg.Connection, dataset: Dataset) -> Dataset:
+    schema = dataset.tables[0].schema
+    datasets.register(dataset.name, lambda: ledgers_dataset(name=dataset.name, schema=schema))
+    yield dataset
+    datasets.unregister(dataset.name)
+
+
+def request(ds: Dataset, hours: int = 24, step: str = "3 hours", **kw: Any) -> backfill.BackfillRequest:
+    return backfill.BackfillRequest.from_params(
+        {"dataset": ds.name, "start": START.isoformat(), "end": (START + timedelta(hours=hours)).isoformat(),
+         "batch_interval": step, **kw}
+    )
+
+
+def run_all(dsn: str, ds: Dataset, run_id: str, fail: set[int] = frozenset()) -> tuple[dict, list, dict, dict]:
+    connect = factory(dsn)
+    planned = backfill.plan_run(connect, request(ds), run_id)
+    summary, batches = planned["summary"], planned["batches"]
+    states: dict[int, str] = {}
+    results: dict[int, dict] = {}
+    for b in batches:
+        if b["index"] in fail:
+            states[b["index"]] = "failed"
+            continue
+        results[b["index"]] = backfill.insert_batch(connect, summary, b)
+        states[b["index"]] = "success"
+        backfill.poke(connect, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
+    return summary, batches, states, results
+
+
+def test_full_flow_loads_verifies_and_compresses_progressively(dsn: str, conn: psycopg.Connection, registered: Dataset) -> None:
+    summary, batches, states, results = run_all(dsn, registered, "flow-1")
+    assert len(batches) == 8
+    chunks = compressor.list_chunks(conn, registered, START, START + timedelta(hours=24))
+    assert sum(c.is_compressed for c in chunks) >= 6  # compressed while batches were still arriving
+    report = backfill.finalize(factory(dsn), summary, batches, states, results)
+    expected = registered.source().expected_counts(START, START + timedelta(hours=24))
+    assert report["rows_in_window"] == expected
+    assert report["chunks"]["compressed"] == report["chunks"]["in_window"] == 12
+    assert report["chunks"]["compressed_progressively"] >= 9
+    assert all(c.is_compressed for c in compressor.list_chunks(conn, registered, START, START + timedelta(hours=24)))
+    # Rerun: nothing left to plan.
+    again = backfill.plan_run(factory(dsn), request(registered), "flow-2")
+    assert again["batches"] == [] and again["summary"]["skipped_windows"] == 8
+
+
+def test_a_failed_batch_stalls_the_watermark_and_finalize_fails(dsn: str, conn: psycopg.Connection, registered: Dataset) -> None:
+    summary, batches, states, results = run_all(dsn, registered, "flow-f", fail={3})
+    state = {(c.hypertable, c.range_start): c.is_compressed for c in compressor.list_chunks(conn, registered)}
+    # Batch 3 is [9 h, 12 h): chunk [0, 6) is behind the gap, [6, 12) and later are not.
+    assert state[("operations", START)] is True
+    assert state[("operations", START + timedelta(hours=6))] is False
+    assert state[("operations", START + timedelta(hours=12))] is False
+    with pytest.raises(backfill.RunFailed, match=r"batches \[3\] failed.*clear the failed task"):
+        backfill.finalize(factory(dsn), summary, batches, states, results)
+    assert state == {(c.hypertable, c.range_start): c.is_compressed for c in compressor.list_chunks(conn, registered)}
+
+
+def test_bad_params_are_refused_before_any_write(conn: psycopg.Connection) -> None:
+    for params, match in [
+        ({"dataset": "nope", "start": "2024-01-01", "end": "2024-01-02"}, "unknown dataset"),
+        ({"dataset": "ledgers", "start": "2024-01-02", "end": "2024-01-01"}, "start"),
+        ({"dataset": "ledgers", "start": "2024-01-01", "end": "2024-01-02", "batch_interval": "0 hours"}, "positive"),
+        ({"dataset": "ledgers", "start": "2024-01-01", "end": "2025-01-01", "batch_interval": "1 minute"}, "1024"),
+        ({"dataset": "ledgers", "start": "yesterday", "end": "2024-01-02"}, "yesterday"),
+    ]:
+        with pytest.raises(InvalidInput, match=match):
+            backfill.BackfillRequest.from_params(params)
