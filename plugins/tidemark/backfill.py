@@ -228,7 +228,7 @@ def _result_matches(result: Mapping[str, Any] | None, batch: Batch) -> bool:
 
 
 def failure_message(summary: Mapping[str, Any], failed: Sequence[int], batches: Sequence[Mapping[str, Any]]) -> str:
-    windows = ", ".join(f"#{i} {Batch.from_dict(batches[i]).label}" for i in failed[:10] if i < len(batches))
+    windows = ", ".join(Batch.from_dict(batches[i]).label for i in failed[:10] if i < len(batches))
     more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
     return (
         f"batches {list(failed)} failed ({windows}{more}); chunks from the first failed window on stay uncompressed. "

@@ -1,0 +1,183 @@
+"""
+# Tidemark backfill
+
+Loads a historical time range of a dataset into its TimescaleDB hypertables **at full speed** and
+**keeps storage compact while it runs**.
+
+1. **Plan batches** splits `[start, end)` into time-ordered batches of `batch_interval`, skipping
+   windows already loaded (the batch ledger), claims the window (a second overlapping run is refused)
+   and pauses the hypertables' compression policies.
+2. **Insert batch** (one mapped instance per batch, shown by its window) loads each batch in one
+   transaction with `COPY` and `synchronous_commit = off`, replacing the window's rows, so a retry never
+   duplicates. Parallelism: `TIDEMARK_MAX_PARALLEL_BATCHES` (default 4) in the scheduler's environment.
+3. **Progressive recompression** runs alongside: each poke advances a *watermark* over the contiguous
+   prefix of finished batches (batch 0 first; a gap stalls it) and compresses every chunk lying entirely
+   behind it. Poke interval: `TIDEMARK_POKE_INTERVAL` seconds (default 10).
+4. **Finalize** makes the load durable (one synchronous commit), verifies every window against the
+   ledger and the source (reloading any batch whose asynchronous commit was lost), compresses the
+   remaining boundary chunks, restores the compression policies and publishes the report.
+   If anything upstream failed it compresses nothing more and the run **fails**.
+
+## Params
+* `dataset` - which dataset to load.
+* `start`, `end` - the time range (ISO 8601, UTC if no offset). Empty: the run's data interval
+  (scheduled runs and `airflow backfill create`).
+* `batch_interval` - batch size as time, e.g. `3 hours`, `1 day`, `30 minutes` (at most 1,024 batches).
+* `dry_run` - plan and report only; nothing is written.
+
+## Resume
+Clear the failed task instances of the run (Grid view: select > Clear; or REST
+`POST /api/v2/dags/tidemark_backfill/clearTaskInstances` with `dag_run_id` and `only_failed: true`),
+or trigger a new run with the same params: loaded windows are skipped, nothing is loaded twice.
+
+## Report
+Finalize's log and return value: rows per table and total, rows/s, batches (loaded, skipped, reloaded),
+chunks compressed progressively vs. in the final pass, bytes before/after and ratio, the peak
+uncompressed backlog during the load, and the time from the last batch to fully compressed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+from tidemark import airflow_adapter as af
+from tidemark import backfill, datasets
+from tidemark.planner import Batch
+from tidemark.report import format_report
+
+log = logging.getLogger("tidemark.dag")
+
+MAX_PARALLEL_BATCHES = int(af.setting("TIDEMARK_MAX_PARALLEL_BATCHES", "4"))
+POKE_INTERVAL = float(af.setting("TIDEMARK_POKE_INTERVAL", "10"))  # >= 10 s under the scheduler (apache/airflow#71172)
+RETRY_DELAY = timedelta(seconds=float(af.setting("TIDEMARK_RETRY_DELAY", "5")))
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    dag_display_name="Tidemark backfill",
+    doc_md=__doc__,
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    max_active_runs=4,
+    tags=["tidemark", "timescaledb"],
+    params={
+        "dataset": Param(
+            "ledgers",
+            type="string",
+            enum=datasets.names(),
+            title="Dataset",
+            description="The dataset to load (its hypertables and source).",
+        ),
+        "start": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="Start (inclusive)",
+            description="Beginning of the range, ISO 8601 (e.g. 2024-01-01T00:00:00+00:00). "
+            "Empty: the run's data interval start.",
+        ),
+        "end": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            title="End (exclusive)",
+            description="End of the range, ISO 8601. Empty: the run's data interval end.",
+        ),
+        "batch_interval": Param(
+            "3 hours",
+            type="string",
+            minLength=1,
+            pattern=r"^\s*([0-9]+(\.[0-9]+)?\s*[A-Za-z]+[\s,]*)+$|^\s*P[0-9TDHMSW.]+\s*$|^\s*[0-9]+:[0-9]{2}(:[0-9]{2})?\s*$",
+            title="Batch interval",
+            description="Time covered by one batch, e.g. '3 hours', '1 day', '30 minutes'. "
+            "At most 1,024 batches per run.",
+        ),
+        "dry_run": Param(
+            False,
+            type="boolean",
+            title="Dry run",
+            description="Plan and report only: nothing is written to the database.",
+        ),
+    },
+)
+def tidemark_backfill() -> None:
+    @task(task_display_name="Plan batches")
+    @af.fail_fast
+    def plan() -> list:
+        ctx = get_current_context()
+        request = backfill.BackfillRequest.from_params(
+            ctx["params"], ctx.get("data_interval_start"), ctx.get("data_interval_end")
+        )
+        planned = backfill.plan_run(af.connection_factory(), request, af.run_key())
+        af.push("summary", planned["summary"])
+        return planned["batches"]  # mapped over: must be the return value
+
+    @task(
+        task_display_name="Insert batch",
+        map_index_template="{{ batch_label }}",
+        retries=2,
+        retry_delay=RETRY_DELAY,
+        max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES,
+    )
+    @af.fail_fast
+    def insert_batch(batch: dict, summary: dict) -> dict:
+        af.set_map_label(Batch.from_dict(batch).label)
+        return backfill.insert_batch(af.connection_factory(), summary, batch)
+
+    @task.sensor(
+        task_display_name="Progressive recompression",
+        mode="reschedule",
+        poke_interval=POKE_INTERVAL,
+        timeout=timedelta(days=2).total_seconds(),
+        retries=2,
+        retry_delay=RETRY_DELAY,
+    )
+    def progressive_recompress(batches: list, summary: dict) -> PokeReturnValue:
+        if summary.get("dry_run") or not batches:
+            return PokeReturnValue(is_done=True)
+        outcome = backfill.poke(
+            af.connection_factory(),
+            summary,
+            batches,
+            af.mapped_states("insert_batch"),
+            lambda indexes: af.mapped_results("insert_batch", indexes),
+        )
+        log.info(outcome.line())
+        if outcome.failed:
+            raise AirflowFailException(backfill.failure_message(summary, outcome.failed, batches))
+        return PokeReturnValue(is_done=outcome.done)
+
+    @task(task_display_name="Finalize: verify, compress, report", trigger_rule="all_done", retries=1)
+    def finalize() -> dict:
+        planned = af.pull("plan", key="summary")
+        batches = af.pull("plan") or []
+        if planned is None:
+            raise AirflowFailException("plan did not finish: nothing was loaded; see the plan task's log")
+        states = af.mapped_states("insert_batch")
+        try:
+            report = backfill.finalize(
+                af.connection_factory(),
+                planned,
+                batches,
+                states,
+                af.mapped_results("insert_batch", range(len(batches))),
+                upstream_ok=af.task_state("progressive_recompress") in ("success", "skipped", None),
+            )
+        except backfill.RunFailed as exc:
+            raise AirflowFailException(str(exc)) from None
+        log.info("\n%s", format_report(report))
+        return report
+
+    batches = plan()
+    inserted = insert_batch.partial(summary=batches["summary"]).expand(batch=batches)
+    sensor = progressive_recompress(batches, batches["summary"])
+    [inserted, sensor] >> finalize()
+
+
+tidemark_backfill()
