@@ -62,7 +62,7 @@ test-unit: setup
 DEMO_CONF ?= {"dataset": "ledgers", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00", "batch_interval": "3 hours"}
 
 demo: setup db-start .tidemark/airflow/.migrated
-	$(AIRFLOW_ENV) TIDEMARK_POKE_INTERVAL=1 $(PY) -m tidemark.demo '$(DEMO_CONF)'
+	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 $(PY) -m tidemark.demo '$(DEMO_CONF)'
 
 airflow: setup db-start .tidemark/airflow/.migrated
 	$(AIRFLOW_ENV) AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM=4 $(VENV)/bin/airflow standalone

@@ -10,6 +10,8 @@ Loads a historical time range of a dataset into its TimescaleDB hypertables **at
 2. **Insert batch** (one mapped instance per batch, shown by its window) loads each batch in one
    transaction with `COPY` and `synchronous_commit = off`, replacing the window's rows, so a retry never
    duplicates. Parallelism: `TIDEMARK_MAX_PARALLEL_BATCHES` (default 4) in the scheduler's environment.
+   Backpressure: a batch more than `TIDEMARK_MAX_BATCHES_AHEAD` (default: the parallelism) batches beyond
+   the watermark waits, so the uncompressed backlog stays bounded in any scheduling order.
 3. **Progressive recompression** runs alongside: each poke advances a *watermark* over the contiguous
    prefix of finished batches (batch 0 first; a gap stalls it) and compresses every chunk lying entirely
    behind it. Poke interval: `TIDEMARK_POKE_INTERVAL` seconds (default 10).
@@ -55,6 +57,8 @@ log = logging.getLogger("tidemark.dag")
 MAX_PARALLEL_BATCHES = int(af.setting("TIDEMARK_MAX_PARALLEL_BATCHES", "4"))
 POKE_INTERVAL = float(af.setting("TIDEMARK_POKE_INTERVAL", "10"))  # >= 10 s under the scheduler (apache/airflow#71172)
 RETRY_DELAY = timedelta(seconds=float(af.setting("TIDEMARK_RETRY_DELAY", "5")))
+MAX_BATCHES_AHEAD = int(af.setting("TIDEMARK_MAX_BATCHES_AHEAD", str(MAX_PARALLEL_BATCHES)))  # 0: no backpressure
+WAIT_INTERVAL = float(af.setting("TIDEMARK_WAIT_INTERVAL", str(POKE_INTERVAL)))
 
 
 @dag(
@@ -128,6 +132,18 @@ def tidemark_backfill() -> None:
     @af.fail_fast
     def insert_batch(batch: dict, summary: dict) -> dict:
         af.set_map_label(Batch.from_dict(batch).label)
+        states = af.mapped_states("insert_batch")
+        reason = backfill.wait_reason(
+            af.connection_factory(),
+            summary,
+            batch,
+            max_ahead=MAX_BATCHES_AHEAD,
+            sibling_failed=any(s in backfill.FAILED_STATES for s in states.values()),
+            stale_after=timedelta(seconds=max(60.0, 6 * POKE_INTERVAL)),
+        )
+        if reason:
+            log.info(reason)
+            af.reschedule(WAIT_INTERVAL)
         return backfill.insert_batch(af.connection_factory(), summary, batch)
 
     @task.sensor(

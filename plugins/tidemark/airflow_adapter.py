@@ -108,6 +108,15 @@ def pull(task_id: str, key: str = "return_value") -> Any:
     return _ti().xcom_pull(task_ids=task_id, key=key, default=None)
 
 
+def reschedule(seconds: float) -> None:
+    """Put the running (non-sensor) task back to UP_FOR_RESCHEDULE without using a try."""
+    from datetime import datetime, timedelta, timezone
+
+    from airflow.sdk.exceptions import AirflowRescheduleException
+
+    raise AirflowRescheduleException(datetime.now(timezone.utc) + timedelta(seconds=seconds))
+
+
 def push(key: str, value: Any) -> None:
     _ti().xcom_push(key=key, value=value)
 

@@ -120,6 +120,39 @@ def plan_run(connect: ConnectionFactory, request: BackfillRequest, run_id: str) 
     return {"batches": batches, "summary": summary}
 
 
+def wait_reason(
+    connect: ConnectionFactory,
+    summary: Mapping[str, Any],
+    batch: Mapping[str, Any],
+    *,
+    max_ahead: int,
+    sibling_failed: bool,
+    stale_after: timedelta,
+) -> str | None:
+    """Why this batch should wait before loading, or None to load now.
+
+    Backpressure: a batch more than ``max_ahead`` batches beyond the watermark
+    waits, so the uncompressed backlog stays bounded whatever order the
+    scheduler runs the batches in. Never waits when waiting cannot help: a
+    sibling batch failed (the watermark will not pass it), or the sensor has
+    stopped reporting progress.
+    """
+    if max_ahead <= 0 or sibling_failed:
+        return None
+    index = int(batch["index"])
+    with connect() as conn:
+        progress = runs.progress(conn, summary["run_id"])
+        now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    if progress is None or index < progress.watermark_batches + max_ahead:
+        return None
+    if now - progress.updated_at > stale_after:
+        return None
+    return (
+        f"batch {index} waits: the watermark is at {progress.watermark_batches}/{summary['planned_batches']} and at "
+        f"most {max_ahead} batches load ahead of it (TIDEMARK_MAX_BATCHES_AHEAD), keeping the uncompressed backlog bounded"
+    )
+
+
 def insert_batch(connect: ConnectionFactory, summary: Mapping[str, Any], batch: Mapping[str, Any]) -> dict[str, Any]:
     ds = datasets.get(summary["dataset"])
     result = load_batch(connect, ds, Batch.from_dict(batch), summary["run_id"])
@@ -190,12 +223,14 @@ def poke(
         finished = [i for i in candidates if _result_matches(fetched.get(i), plan[i])]
         base = Watermark(k, len(plan), plan[k - 1].end if k else start)
         wm = advance(base, finished, plan) if plan else base
-        results = compressor.compress_behind(conn, ds, start, wm.time, run_id=run_id) if plan else []
         end = parse_instant(summary["end"])
-        backlog_chunks, backlog_bytes = compressor.backlog(conn, ds, start, end)
+        # The backlog before compressing is what the load accumulated: that is the peak to record.
+        peak_chunks, peak_bytes = compressor.backlog(conn, ds, start, end)
+        results = compressor.compress_behind(conn, ds, start, wm.time, run_id=run_id) if plan else []
+        backlog_chunks, backlog_bytes = compressor.backlog(conn, ds, start, end) if results else (peak_chunks, peak_bytes)
         runs.record_progress(
             conn, run_id, watermark_batches=wm.completed, watermark_time=wm.time,
-            backlog_chunks=backlog_chunks, backlog_bytes=backlog_bytes,
+            backlog_chunks=peak_chunks, backlog_bytes=peak_bytes,
         )
         total = conn.execute(
             "SELECT count(*) FROM tidemark.compression_log WHERE run_id = %s AND phase = 'progressive'", (run_id,)

@@ -51,13 +51,15 @@ def build_report(
     last_commit = conn.execute(
         "SELECT max(committed_at) FROM tidemark.batch_ledger WHERE run_id = %s", (run_id,)
     ).fetchone()[0]
-    phases = dict(conn.execute(
-        "SELECT phase || ':' || CASE WHEN bytes_before IS NULL THEN 'x' ELSE 'y' END, count(*)"
-        " FROM tidemark.compression_log WHERE run_id = %s GROUP BY 1",
-        (run_id,),
-    ).fetchall())
-    progressive = sum(v for k, v in phases.items() if k.startswith("progressive:"))
-    final = sum(v for k, v in phases.items() if k.startswith("final:"))
+    # "Progressive" means compressed while batches were still loading, proven by
+    # timestamps, not merely "compressed by the sensor".
+    during, after_by_sensor, final = conn.execute(
+        "SELECT count(*) FILTER (WHERE phase = 'progressive' AND compressed_at <= %s),"
+        " count(*) FILTER (WHERE phase = 'progressive' AND compressed_at > %s),"
+        " count(*) FILTER (WHERE phase = 'final')"
+        " FROM tidemark.compression_log WHERE run_id = %s",
+        (last_commit, last_commit, run_id),
+    ).fetchone()
     last_compress = conn.execute(
         "SELECT max(compressed_at) FROM tidemark.compression_log WHERE run_id = %s", (run_id,)
     ).fetchone()[0]
@@ -85,7 +87,8 @@ def build_report(
         "chunks": {
             "in_window": chunks_in_window,
             "compressed": compressed_in_window,
-            "compressed_progressively": progressive,
+            "compressed_during_load": during,
+            "compressed_by_sensor_after_last_batch": after_by_sensor,
             "compressed_in_final_pass": final,
             "left_for_live_ingestion": [c.name for c in left_for_live],
         },
@@ -140,8 +143,9 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"  rows loaded  {report['rows_loaded_total']:,} ({rows})",
         f"  rows in window {report['rows_in_window_total']:,} (verified against ledger and source)",
         f"  speed        {report['rows_per_second'] or 0:,} rows/s over {report['load_seconds']} s of loading",
-        f"  chunks       {c['compressed']}/{c['in_window']} compressed: {c['compressed_progressively']} progressively "
-        f"during the load, {c['compressed_in_final_pass']} in the final pass"
+        f"  chunks       {c['compressed']}/{c['in_window']} compressed: {c['compressed_during_load']} progressively "
+        f"while batches were loading, {c['compressed_by_sensor_after_last_batch']} by the sensor after the last batch, "
+        f"{c['compressed_in_final_pass']} in the final pass"
         + (f"; {len(c['left_for_live_ingestion'])} left for live ingestion" if c["left_for_live_ingestion"] else ""),
         f"  storage      {size['before_compression']:,} B before, {size['after_compression']:,} B after "
         f"(ratio {size['ratio']}x)",

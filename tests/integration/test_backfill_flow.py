@@ -57,7 +57,7 @@ def test_full_flow_loads_verifies_and_compresses_progressively(dsn: str, conn: p
     expected = registered.source().expected_counts(START, START + timedelta(hours=24))
     assert report["rows_in_window"] == expected
     assert report["chunks"]["compressed"] == report["chunks"]["in_window"] == 12
-    assert report["chunks"]["compressed_progressively"] >= 9
+    assert report["chunks"]["compressed_during_load"] >= 9
     assert all(c.is_compressed for c in compressor.list_chunks(conn, registered, START, START + timedelta(hours=24)))
     # Rerun: nothing left to plan.
     again = backfill.plan_run(factory(dsn), request(registered), "flow-2")
