@@ -48,7 +48,7 @@ from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, 
 from airflow.sdk.exceptions import AirflowFailException
 
 from tidemark import airflow_adapter as af
-from tidemark import backfill, datasets
+from tidemark import backfill
 from tidemark.planner import Batch
 from tidemark.report import format_report
 
@@ -71,37 +71,7 @@ WAIT_INTERVAL = float(af.setting("TIDEMARK_WAIT_INTERVAL", str(POKE_INTERVAL)))
     max_active_runs=4,
     tags=["tidemark", "timescaledb"],
     params={
-        "dataset": Param(
-            "ledgers",
-            type="string",
-            enum=datasets.names(),
-            title="Dataset",
-            description="The dataset to load (its hypertables and source).",
-        ),
-        "start": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="Start (inclusive)",
-            description="Beginning of the range, ISO 8601 (e.g. 2024-01-01T00:00:00+00:00). "
-            "Empty: the run's data interval start.",
-        ),
-        "end": Param(
-            None,
-            type=["null", "string"],
-            format="date-time",
-            title="End (exclusive)",
-            description="End of the range, ISO 8601. Empty: the run's data interval end.",
-        ),
-        "batch_interval": Param(
-            "3 hours",
-            type="string",
-            minLength=1,
-            pattern=r"^\s*([0-9]+(\.[0-9]+)?\s*[A-Za-z]+[\s,]*)+$|^\s*P[0-9TDHMSW.]+\s*$|^\s*[0-9]+:[0-9]{2}(:[0-9]{2})?\s*$",
-            title="Batch interval",
-            description="Time covered by one batch, e.g. '3 hours', '1 day', '30 minutes'. "
-            "At most 1,024 batches per run.",
-        ),
+        **af.range_params(empty_range_means="the run's data interval", default_interval="3 hours"),
         "dry_run": Param(
             False,
             type="boolean",

@@ -65,6 +65,52 @@ def fail_fast(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+INTERVAL_PATTERN = (
+    r"^\s*([0-9]+(\.[0-9]+)?\s*[A-Za-z]+[\s,]*)+$|^\s*P[0-9TDHMSW.]+\s*$|^\s*[0-9]+:[0-9]{2}(:[0-9]{2})?\s*$"
+)
+
+
+def range_params(*, empty_range_means: str | None, default_interval: str) -> dict[str, Any]:
+    """The trigger-form params shared by the backfill and catchup DAGs (JSON-schema validated).
+
+    ``empty_range_means`` explains what an empty start/end stands for; None
+    makes them required.
+    """
+    from airflow.sdk import Param
+
+    from tidemark import datasets
+
+    time_type: Any = ["null", "string"] if empty_range_means else "string"
+    empty = f" Empty: {empty_range_means}." if empty_range_means else ""
+    return {
+        "dataset": Param(
+            "ledgers", type="string", enum=datasets.names(), title="Dataset",
+            description="The dataset to load (its hypertables and source).",
+        ),
+        "start": Param(
+            None if empty_range_means else "2024-01-01T00:00:00+00:00", type=time_type, format="date-time",
+            title="Start (inclusive)",
+            description="Beginning of the range, ISO 8601 with offset (e.g. 2024-01-01T00:00:00+00:00)." + empty,
+        ),
+        "end": Param(
+            None if empty_range_means else "2024-01-02T00:00:00+00:00", type=time_type, format="date-time",
+            title="End (exclusive)", description="End of the range, ISO 8601 with offset." + empty,
+        ),
+        "batch_interval": Param(
+            default_interval, type="string", minLength=1, pattern=INTERVAL_PATTERN, title="Batch interval",
+            description="Time covered by one batch, e.g. '3 hours', '1 day', '30 minutes'. At most 1,024 batches per run.",
+        ),
+    }
+
+
+def dagrun_state(dag_id: str, run_id: str) -> str | None:
+    """State of another DAG's run, or None if it does not exist."""
+    try:
+        return _state_text(_ti().get_dagrun_state(dag_id=dag_id, run_id=run_id))
+    except Exception:  # noqa: BLE001 - the API answers 404 for an unknown run
+        return None
+
+
 def _ti() -> Any:
     from airflow.sdk import get_current_context
 

@@ -29,3 +29,20 @@ def active(point: str, index: int | None = None) -> bool:
 def check(point: str, index: int | None = None) -> None:
     if active(point, index):
         raise InjectedFault(f"injected fault {point}@{index} (TIDEMARK_FAULTS={os.environ.get('TIDEMARK_FAULTS')!r})")
+
+
+def pause(point: str, index: int | None = None) -> None:
+    """Hold still at ``point`` (e.g. inside a transaction) so a test can kill the engine right there.
+
+    Writes ``TIDEMARK_FAULT_MARKER`` (if set) first, so the test knows the
+    moment has come, then sleeps ``TIDEMARK_FAULT_PAUSE`` seconds (default 30).
+    """
+    if not active(point, index):
+        return
+    import time
+    from pathlib import Path
+
+    marker = os.environ.get("TIDEMARK_FAULT_MARKER")
+    if marker:
+        Path(marker).write_text(point)
+    time.sleep(float(os.environ.get("TIDEMARK_FAULT_PAUSE", "30")))

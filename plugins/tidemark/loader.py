@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ from psycopg import sql
 from tidemark import faults, ledger
 from tidemark.connection import ConnectionFactory, DatabaseUnreachable
 from tidemark.copybuffer import encode_rows
-from tidemark.datasets import Dataset
+from tidemark.datasets import Dataset, Hypertable
 from tidemark.planner import Batch
 from tidemark.schema import table_ident
 
@@ -69,31 +70,51 @@ def encode_batch(dataset: Dataset, batch: Batch) -> dict[str, tuple[bytes, int]]
     }
 
 
+def replace_window(
+    conn: psycopg.Connection,
+    dataset: Dataset,
+    batch: Batch,
+    payloads: dict[str, tuple[bytes, int]],
+    target: Callable[[Hypertable], sql.Composable] = table_ident,
+) -> None:
+    """Delete the window's rows and COPY the payloads, inside the caller's transaction.
+
+    ``target`` maps each hypertable to the relation written: the hypertable
+    itself, or a catchup's staging table.
+    """
+    with conn.cursor() as cur:
+        for table in dataset.tables:
+            payload, _ = payloads[table.name]
+            time_col = sql.Identifier(table.time_column)
+            cur.execute(
+                sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(target(table), time_col, time_col),
+                (batch.start, batch.end),
+            )
+            if payload:
+                copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    target(table), sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+                )
+                with cur.copy(copy_sql) as copy:
+                    copy.write(payload)
+
+
+def row_counts(payloads: dict[str, tuple[bytes, int]]) -> dict[str, int]:
+    return {name: n for name, (_, n) in payloads.items()}
+
+
 def write_batch(
     conn: psycopg.Connection, dataset: Dataset, batch: Batch, payloads: dict[str, tuple[bytes, int]], run_id: str
 ) -> None:
-    """The batch's single transaction (the caller's connection must be in autocommit mode)."""
+    """A backfill batch's single transaction (the caller's connection must be in autocommit mode)."""
     with conn.transaction():
         conn.execute("SET LOCAL synchronous_commit = off")
-        with conn.cursor() as cur:
-            for table in dataset.tables:
-                payload, _ = payloads[table.name]
-                time_col = sql.Identifier(table.time_column)
-                cur.execute(
-                    sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(table_ident(table), time_col, time_col),
-                    (batch.start, batch.end),
-                )
-                if payload:
-                    copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                        table_ident(table), sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
-                    )
-                    with cur.copy(copy_sql) as copy:
-                        copy.write(payload)
+        replace_window(conn, dataset, batch, payloads)
         faults.check("insert_batch.before_commit", batch.index)
-        ledger.record(
-            conn, dataset.name, batch.start, batch.end, {name: n for name, (_, n) in payloads.items()}, run_id
-        )
+        ledger.record(conn, dataset.name, batch.start, batch.end, row_counts(payloads), run_id)
     faults.check("insert_batch.after_commit", batch.index)
+
+
+Writer = Callable[[psycopg.Connection, Dataset, Batch, "dict[str, tuple[bytes, int]]", str], None]
 
 
 def load_batch(
@@ -104,14 +125,19 @@ def load_batch(
     *,
     attempts: int = 3,
     backoff_seconds: float = 0.5,
+    writer: Writer = write_batch,
 ) -> BatchResult:
+    """Encode the batch's rows, then write them with ``writer``, retrying transient errors.
+
+    Encoding happens once, before any transaction: a retry re-sends the same bytes.
+    """
     t0 = time.perf_counter()
     payloads = encode_batch(dataset, batch)
     t_generated = time.perf_counter()
     for attempt in range(1, attempts + 1):
         try:
             with connect() as conn:
-                write_batch(conn, dataset, batch, payloads, run_id)
+                writer(conn, dataset, batch, payloads, run_id)
             break
         except Exception as exc:
             if attempt == attempts or not is_transient(exc):
@@ -124,7 +150,7 @@ def load_batch(
         index=batch.index,
         start=batch.start,
         end=batch.end,
-        rows={name: n for name, (_, n) in payloads.items()},
+        rows=row_counts(payloads),
         seconds=round(t_done - t0, 3),
         generate_seconds=round(t_generated - t0, 3),
         db_seconds=round(t_done - t_generated, 3),

@@ -106,3 +106,22 @@ def _covered(window: tuple[datetime, datetime], spans: list[tuple[datetime, date
         if pos >= window[1]:
             return True
     return pos >= window[1]
+
+
+def checksum(conn: psycopg.Connection, dataset: Dataset, start: datetime, end: datetime) -> dict[str, tuple[int, str]]:
+    """(row count, md5 of every row in key order) per table in [start, end): the "same rows" oracle.
+
+    Rows are compared by value, so two loads into different schemas (a backfill
+    and a catchup, or a faulted run and a clean one) can be checked for equality.
+    """
+    out: dict[str, tuple[int, str]] = {}
+    for table in dataset.tables:
+        t = sql.Identifier(table.time_column)
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+        q = sql.SQL(
+            "SELECT count(*), coalesce(md5(string_agg(r::text, E'\\n' ORDER BY r::text)), '') FROM"
+            " (SELECT ROW({cols}) AS r FROM {tbl} WHERE {t} >= %s AND {t} < %s) x"
+        ).format(cols=cols, tbl=table_ident(table), t=t)
+        n, digest = conn.execute(q, (start, end)).fetchone()
+        out[table.name] = (int(n), digest)
+    return out
