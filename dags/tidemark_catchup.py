@@ -10,7 +10,8 @@ Triggered by `tidemark_live` when live ingestion falls behind, or by hand.
    (UNLOGGED tables; nothing visible to readers).
 2. **Stage batch** (mapped, one per batch window) loads each batch into staging and records it in the
    staging manifest. Parallelism: `TIDEMARK_MAX_PARALLEL_BATCHES` (default 4).
-3. **Publish** (only when every batch succeeded) checks staging against the plan and the manifest,
+3. **Publish** (runs whatever happened, publishes only when every batch succeeded — otherwise it
+   writes nothing and fails the run, releasing its claim) checks staging against the plan and the manifest,
    then in ONE synchronous transaction moves all rows into the hypertables, records the batch ledger
    and advances the cursor by compare-and-swap (only if it still equals `start`; otherwise it aborts
    with nothing written). Then it drops the staging.
@@ -82,16 +83,20 @@ def tidemark_catchup() -> None:
         af.set_map_label(Batch.from_dict(batch).label)
         return catchup.stage_batch(af.connection_factory(), summary, batch)
 
-    @task(task_display_name="Publish in one transaction", retries=1, retry_delay=RETRY_DELAY)
-    def publish(batches: list, summary: dict) -> dict:
+    @task(task_display_name="Publish in one transaction", trigger_rule="all_done", retries=1, retry_delay=RETRY_DELAY)
+    def publish() -> dict:
+        summary = af.pull("plan", key="summary")
+        if summary is None:
+            raise AirflowFailException("plan did not finish: nothing was staged or published; see the plan task's log")
+        batches = af.pull("plan") or []
         try:
-            return catchup.publish(af.connection_factory(), summary, batches)
+            return catchup.publish(af.connection_factory(), summary, batches, af.mapped_states("stage_batch"))
         except (catchup.CursorMoved, catchup.StagingIncomplete) as exc:
             raise AirflowFailException(str(exc)) from None
 
     batches = plan()
     staged = stage_batch.partial(summary=batches["summary"]).expand(batch=batches)
-    staged >> publish(batches, batches["summary"])
+    staged >> publish()
 
 
 tidemark_catchup()

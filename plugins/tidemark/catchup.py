@@ -178,12 +178,27 @@ def _staged_counts(
     return window_counts(conn, staged, windows)
 
 
-def publish(connect: ConnectionFactory, summary: Mapping[str, Any], batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def publish(
+    connect: ConnectionFactory,
+    summary: Mapping[str, Any],
+    batches: Sequence[Mapping[str, Any]],
+    states: Mapping[int, str | None] | None = None,
+) -> dict[str, Any]:
     """Move the whole staged lag into the hypertables and advance the cursor, in ONE transaction.
 
-    A refused publish releases the run's claim (state failed) and keeps staging for the rerun.
+    Publishes only when every batch task succeeded (``states``, when given)
+    and staging verifies; otherwise it writes nothing, releases the run's claim
+    (state failed) and keeps staging for the rerun.
     """
     try:
+        if states is not None:
+            failed = sorted(i for i in range(len(batches)) if states.get(i) != "success")
+            if failed:
+                raise StagingIncomplete(
+                    f"nothing published: batches {failed} did not succeed; the hypertables and the cursor are "
+                    "untouched. Clear the failed task instances (only they reload, then publish runs), or trigger "
+                    "a new catchup with the same params (staged batches are reused)"
+                )
         return _publish(connect, summary, batches)
     except (CursorMoved, StagingIncomplete):
         with connect() as conn:
