@@ -88,7 +88,7 @@ def tidemark_backfill() -> None:
         request = backfill.BackfillRequest.from_params(
             ctx["params"], ctx.get("data_interval_start"), ctx.get("data_interval_end")
         )
-        planned = backfill.plan_run(af.connection_factory(), request, af.run_key())
+        planned = backfill.plan_run(af.connection_factory(), request, af.run_key(), af.run_alive)
         af.push("summary", planned["summary"])
         return planned["batches"]  # mapped over: must be the return value
 

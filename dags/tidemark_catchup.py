@@ -65,7 +65,7 @@ def tidemark_catchup() -> None:
     def plan() -> list:
         request = BackfillRequest.from_params(get_current_context()["params"])
         try:
-            planned = catchup.plan_catchup(af.connection_factory(), request, af.run_key())
+            planned = catchup.plan_catchup(af.connection_factory(), request, af.run_key(), af.run_alive)
         except catchup.CursorMoved as exc:
             raise AirflowFailException(str(exc)) from None
         af.push("summary", planned["summary"])

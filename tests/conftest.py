@@ -10,6 +10,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +26,21 @@ from tidemark.schema import ensure_schema
 
 REPO = Path(__file__).resolve().parents[1]
 DBCTL = REPO / "embedded" / "dbctl"
+
+# Airflow for DAG tests: a private AIRFLOW_HOME with a migrated SQLite metadata DB, set at import,
+# before anything imports Airflow, so the tests never touch a developer's own installation.
+_HOME = Path(tempfile.mkdtemp(prefix="tidemark-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "TIDEMARK_POKE_INTERVAL": "1",
+    }
+)
 
 
 def free_port() -> int:
@@ -120,3 +137,20 @@ def unique_dataset(conn: psycopg.Connection) -> Dataset:
 @pytest.fixture
 def dataset(conn: psycopg.Connection) -> Dataset:
     return unique_dataset(conn)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], capture_output=True, text=True, env=os.environ, timeout=300
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return _HOME
+
+
+@pytest.fixture
+def airflow_conn(dsn: str, airflow_db: Path) -> Iterator[str]:
+    """Point the tidemark_timescale Airflow connection at the test engine."""
+    os.environ["AIRFLOW_CONN_TIDEMARK_TIMESCALE"] = dsn.split("?")[0]
+    yield dsn

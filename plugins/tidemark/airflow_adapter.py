@@ -111,6 +111,18 @@ def dagrun_state(dag_id: str, run_id: str) -> str | None:
         return None
 
 
+def run_alive(key: str) -> bool:
+    """Whether the Tidemark run ``dag_id/run_id`` is still queued or running in Airflow.
+
+    A claim that is not an Airflow run key (another loader's) is not ours to
+    judge: it counts as alive until it goes stale.
+    """
+    dag_id, sep, run_id = key.partition("/")
+    if not sep:
+        return True
+    return dagrun_state(dag_id, run_id) in ("queued", "running")
+
+
 def _ti() -> Any:
     from airflow.sdk import get_current_context
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from tidemark import compressor, cursors, datasets, ledger, policies, runs
+from tidemark import compressor, cursors, datasets, faults, ledger, policies, runs
 from tidemark.connection import ConnectionFactory
 from tidemark.datasets import Dataset
 from tidemark.errors import InvalidInput, TidemarkError
@@ -79,7 +79,12 @@ def _bookkeeping_exists(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT to_regclass('tidemark.batch_ledger') IS NOT NULL").fetchone()[0]
 
 
-def plan_run(connect: ConnectionFactory, request: BackfillRequest, run_id: str) -> dict[str, Any]:
+def plan_run(
+    connect: ConnectionFactory,
+    request: BackfillRequest,
+    run_id: str,
+    alive: Callable[[str], bool] = lambda run_id: True,
+) -> dict[str, Any]:
     """Plan the batches still to load, claim the window, pause compression policies.
 
     Returns ``{"batches": [...], "summary": {...}}``; batches are small dicts
@@ -96,7 +101,7 @@ def plan_run(connect: ConnectionFactory, request: BackfillRequest, run_id: str) 
             loaded = ledger.loaded_windows(conn, ds.name, request.start, request.end)
         plan = plan_batches(request.start, request.end, request.batch_interval, loaded=loaded)
         if not request.dry_run:
-            runs.claim(conn, run_id, ds.name, "backfill", request.start, request.end, len(plan.batches))
+            runs.claim(conn, run_id, ds.name, "backfill", request.start, request.end, len(plan.batches), alive)
             policies.pause(conn, ds, run_id)
     summary = {
         "run_id": run_id,
@@ -210,6 +215,7 @@ def poke(
     plan = [Batch.from_dict(b) for b in batches]
     start = parse_instant(summary["start"])
     run_id = summary["run_id"]
+    faults.check("sensor.poke")
     with connect() as conn:
         previous = runs.progress(conn, run_id)
         k = previous.watermark_batches if previous else 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -79,7 +79,12 @@ def _ensure_staging(conn: psycopg.Connection, ds: Dataset, schema: str) -> None:
             )
 
 
-def plan_catchup(connect: ConnectionFactory, request: BackfillRequest, run_id: str) -> dict[str, Any]:
+def plan_catchup(
+    connect: ConnectionFactory,
+    request: BackfillRequest,
+    run_id: str,
+    alive: Callable[[str], bool] = lambda run_id: True,
+) -> dict[str, Any]:
     """Validate, initialise the cursor at ``start`` if the dataset has none, claim, create staging.
 
     Refuses a range that does not start at the dataset's live cursor: the
@@ -97,7 +102,7 @@ def plan_catchup(connect: ConnectionFactory, request: BackfillRequest, run_id: s
                 f"dataset {ds.name!r}: the live cursor is at {position.isoformat()}, but this catchup starts at "
                 f"{request.start.isoformat()}; a catchup must start at the cursor (set start to it)"
             )
-        runs.claim(conn, run_id, ds.name, "catchup", request.start, request.end, len(plan.batches))
+        runs.claim(conn, run_id, ds.name, "catchup", request.start, request.end, len(plan.batches), alive)
         _ensure_staging(conn, ds, schema)
         staged = {
             r[0] for r in conn.execute(

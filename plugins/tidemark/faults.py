@@ -1,16 +1,24 @@
 """Fault injection for tests and drills, switched on only by an environment variable.
 
 ``TIDEMARK_FAULTS`` holds comma-separated ``point@index`` items, e.g.
-``insert_batch.before_commit@3`` or ``insert_batch.after_commit@*``. Reading
-the variable at each call (not at import) lets a test clear the fault and
-rerun the same batch in the same process.
+``insert_batch.before_commit@3`` or ``insert_batch.after_commit@*``. A
+``xN`` suffix (``insert_batch.after_commit@3x1``) fires the fault only the
+first N times, counted in files under ``TIDEMARK_FAULT_DIR`` so the count is
+shared by every process (Airflow runs each task try in its own). Reading the
+variable at each call (not at import) lets a test clear the fault and rerun
+in the same process.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import time
+from pathlib import Path
 
 from tidemark.errors import TidemarkError
+
+_ITEM = re.compile(r"^(?P<point>[\w.]+)(?:@(?P<where>\*|\d+))?(?:x(?P<times>\d+))?$")
 
 
 class InjectedFault(TidemarkError):
@@ -20,10 +28,30 @@ class InjectedFault(TidemarkError):
 def active(point: str, index: int | None = None) -> bool:
     spec = os.environ.get("TIDEMARK_FAULTS", "")
     for item in filter(None, (s.strip() for s in spec.split(","))):
-        name, _, where = item.partition("@")
-        if name == point and (where in ("", "*") or (index is not None and where == str(index))):
+        m = _ITEM.match(item)
+        if not m or m["point"] != point:
+            continue
+        where = m["where"]
+        if where not in (None, "*") and (index is None or where != str(index)):
+            continue
+        if m["times"] is None:
             return True
+        return _take(f"{point}@{where or '*'}", int(m["times"]))
     return False
+
+
+def _take(key: str, times: int) -> bool:
+    """Count one firing of ``key``; True while fewer than ``times`` have fired."""
+    folder = Path(os.environ.get("TIDEMARK_FAULT_DIR", "/tmp/tidemark-faults"))
+    folder.mkdir(parents=True, exist_ok=True)
+    counter = folder / key.replace("/", "_")
+    with open(counter, "a+") as f:
+        f.seek(0)
+        fired = len(f.read())
+        if fired >= times:
+            return False
+        f.write("x")
+    return True
 
 
 def check(point: str, index: int | None = None) -> None:
@@ -32,17 +60,14 @@ def check(point: str, index: int | None = None) -> None:
 
 
 def pause(point: str, index: int | None = None) -> None:
-    """Hold still at ``point`` (e.g. inside a transaction) so a test can kill the engine right there.
+    """Hold still at ``point`` (e.g. inside a transaction) so a test can kill something right there.
 
     Writes ``TIDEMARK_FAULT_MARKER`` (if set) first, so the test knows the
     moment has come, then sleeps ``TIDEMARK_FAULT_PAUSE`` seconds (default 30).
     """
     if not active(point, index):
         return
-    import time
-    from pathlib import Path
-
     marker = os.environ.get("TIDEMARK_FAULT_MARKER")
     if marker:
-        Path(marker).write_text(point)
+        Path(marker).write_text(f"{point}@{index} pid={os.getpid()}")
     time.sleep(float(os.environ.get("TIDEMARK_FAULT_PAUSE", "30")))

@@ -95,7 +95,10 @@ def replace_window(
                     target(table), sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
                 )
                 with cur.copy(copy_sql) as copy:
-                    copy.write(payload)
+                    half = payload.rfind(b"\n", 0, len(payload) // 2) + 1
+                    copy.write(payload[:half])
+                    faults.pause("insert_batch.mid_copy", batch.index)  # drills: kill the client mid-COPY
+                    copy.write(payload[half:])
 
 
 def row_counts(payloads: dict[str, tuple[bytes, int]]) -> dict[str, int]:
@@ -111,6 +114,7 @@ def write_batch(
         replace_window(conn, dataset, batch, payloads)
         faults.check("insert_batch.before_commit", batch.index)
         ledger.record(conn, dataset.name, batch.start, batch.end, row_counts(payloads), run_id)
+    faults.pause("insert_batch.pause_after_commit", batch.index)
     faults.check("insert_batch.after_commit", batch.index)
 
 

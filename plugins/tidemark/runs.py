@@ -9,6 +9,7 @@ run cannot block a dataset forever.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,15 +49,30 @@ def claim(
     start: datetime,
     end: datetime,
     planned_batches: int,
+    alive: Callable[[str], bool] = lambda run_id: True,
 ) -> None:
+    """Claim the window for ``run_id`` or raise RunConflict naming the live rival.
+
+    ``alive`` lets the orchestrator vouch for a rival: a run it knows has
+    ended (failed, killed, deleted) loses its claim at once instead of after
+    ``STALE_AFTER``, so "trigger a new run with the same params" resumes a
+    crashed run immediately.
+    """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
-        rivals = conn.execute(
+        found = conn.execute(
             "SELECT run_id, kind, window_start, window_end, updated_at FROM tidemark.runs"
             " WHERE dataset = %s AND state = 'running' AND run_id <> %s"
             " AND window_start < %s AND window_end > %s AND updated_at > clock_timestamp() - %s::interval",
             (dataset, run_id, end, start, STALE_AFTER),
         ).fetchall()
+        rivals = []
+        for rival in found:
+            if alive(rival[0]):
+                rivals.append(rival)
+            else:
+                conn.execute("UPDATE tidemark.runs SET state = 'abandoned', updated_at = clock_timestamp() WHERE run_id = %s",
+                             (rival[0],))
         if rivals:
             r = rivals[0]
             raise RunConflict(
