@@ -64,8 +64,9 @@ DEMO_CONF ?= {"dataset": "ledgers", "start": "2024-01-01T00:00:00+00:00", "end":
 demo: setup db-start .tidemark/airflow/.migrated
 	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 $(PY) -m tidemark.demo '$(DEMO_CONF)'
 
+# standalone starts its components as plain `airflow` from PATH: the venv goes first on PATH.
 airflow: setup db-start .tidemark/airflow/.migrated
-	$(AIRFLOW_ENV) AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM=4 $(VENV)/bin/airflow standalone
+	$(AIRFLOW_ENV) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM=6 AIRFLOW__API__HOST=127.0.0.1 $(VENV)/bin/airflow standalone
 
 bench: setup
 	$(PY) bench/run_all.py

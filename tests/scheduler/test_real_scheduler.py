@@ -1,0 +1,426 @@
+"""tidemark_backfill under a real Airflow deployment: scheduler, dag-processor and api-server processes.
+
+`dag.test()` (tests/dags) runs tasks one at a time in-process; only a real scheduler with the
+LocalExecutor shows that batches really load side by side while the reschedule-mode sensor compresses
+behind them, that the tasks reach the engine through the Airflow connection from the environment,
+and that the DAG survives being parsed by the dag-processor. Also checks that `make airflow`'s
+recipe (`airflow standalone`) comes up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from harness import REPO, AirflowDeployment, Component, clean_base_env, conn_uri, describe, free_port, parse_time, tail
+from psycopg import sql
+
+from tidemark import compressor, datasets
+from tidemark.connection import connect
+from tidemark.datasets import Dataset
+from tidemark.report import format_report
+from tidemark.schema import table_ident
+from tidemark.synthetic import LedgerSource
+
+pytestmark = pytest.mark.slow
+
+UTC = timezone.utc
+DAG_ID = "tidemark_backfill"
+# The registered `ledgers` dataset (schema public): a separate scheduler process cannot see a dataset
+# registered at run time, and no other test uses `ledgers` on the session engine.
+START = datetime(2023, 3, 1, tzinfo=UTC)
+END = START + timedelta(days=2)
+STEP = "3 hours"  # 16 batches; 6-hour chunks -> 8 chunks per hypertable, 24 in all
+BATCHES = 16
+CHUNKS = 24
+RUN_TIMEOUT = 480.0  # the run itself takes ~1-3 min on the 2-core dev machine
+KEYS = {
+    "ledgers": ("sequence",),
+    "transactions": ("ledger_sequence", "tx_index"),
+    "operations": ("ledger_sequence", "tx_index", "op_index"),
+}
+RACE_71172 = re.compile(r"finished with state \w+, but the task instance's state attribute is")
+
+
+# --------------------------------------------------------------------------- database helpers
+
+
+def _exists(conn: psycopg.Connection, regclass: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (regclass,)).fetchone()[0]
+
+
+def clear_window(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> None:
+    """Make the window pristine (matters only against a persistent TIDEMARK_TEST_DSN server)."""
+    for table in ds.tables:
+        if _exists(conn, f"{table.schema}.{table.name}"):
+            conn.execute(
+                "SELECT drop_chunks(%s::regclass, older_than => %s::timestamptz, newer_than => %s::timestamptz)",
+                (f"{table.schema}.{table.name}", end, start),
+            )
+    if _exists(conn, "tidemark.batch_ledger"):
+        conn.execute(
+            "DELETE FROM tidemark.batch_ledger WHERE dataset = %s AND window_start < %s AND window_end > %s",
+            (ds.name, end, start),
+        )
+        conn.execute(
+            "UPDATE tidemark.runs SET state = 'failed', finished_at = clock_timestamp()"
+            " WHERE dataset = %s AND state = 'running' AND window_start < %s AND window_end > %s",
+            (ds.name, end, start),
+        )
+
+
+def counts_in_window(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> dict[str, int]:
+    out = {}
+    for t in ds.tables:
+        q = sql.SQL("SELECT count(*) FROM {} WHERE {} >= %s AND {} < %s").format(
+            table_ident(t), sql.Identifier(t.time_column), sql.Identifier(t.time_column)
+        )
+        out[t.name] = conn.execute(q, (start, end)).fetchone()[0]
+    return out
+
+
+def duplicate_keys(conn: psycopg.Connection, ds: Dataset) -> dict[str, int]:
+    out = {}
+    for t in ds.tables:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in KEYS[t.name])
+        q = sql.SQL("SELECT count(*) FROM (SELECT {} FROM {} GROUP BY {} HAVING count(*) > 1) d").format(
+            cols, table_ident(t), cols
+        )
+        out[t.name] = conn.execute(q).fetchone()[0]
+    return out
+
+
+# --------------------------------------------------------------------------- Airflow helpers
+
+
+def dag_ready(dep: AirflowDeployment) -> bool:
+    errors = dep.api("GET", "/api/v2/importErrors")
+    if errors.get("total_entries"):
+        raise AssertionError(f"the dag-processor reports import errors: {errors['import_errors']}")
+    status, _ = dep.http("GET", f"/api/v2/dags/{DAG_ID}")
+    return status == 200
+
+
+def task_instances(dep: AirflowDeployment, run_id: str) -> list[dict[str, Any]]:
+    body = dep.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=1000")
+    return body["task_instances"]
+
+
+def _sqlite_time(value: str | None) -> datetime | None:
+    """Airflow stores naive UTC timestamps in SQLite."""
+    if not value:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def reschedules(dep: AirflowDeployment, run_id: str, task_id: str) -> list[dict[str, Any]]:
+    """Every reschedule (one per poke that was not done) of a task in the run, over all its tries."""
+    with dep.metadata() as db:
+        rows = db.execute(
+            """
+            SELECT ti.map_index, tr.start_date, tr.end_date, tr.reschedule_date
+            FROM task_reschedule tr
+            JOIN (SELECT id, map_index FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?
+                  UNION SELECT task_instance_id, map_index FROM task_instance_history
+                        WHERE dag_id = ? AND run_id = ? AND task_id = ?) ti ON ti.id = tr.ti_id
+            ORDER BY tr.end_date
+            """,
+            (DAG_ID, run_id, task_id) * 2,
+        ).fetchall()
+    return [
+        {"map_index": r["map_index"], "start": _sqlite_time(r["start_date"]), "end": _sqlite_time(r["end_date"]),
+         "next": _sqlite_time(r["reschedule_date"])}
+        for r in rows
+    ]
+
+
+def earlier_tries(dep: AirflowDeployment, run_id: str) -> list[dict[str, Any]]:
+    with dep.metadata() as db:
+        rows = db.execute(
+            "SELECT task_id, map_index, try_number, state, start_date, end_date FROM task_instance_history"
+            " WHERE dag_id = ? AND run_id = ? ORDER BY task_id, map_index, try_number",
+            (DAG_ID, run_id),
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def state_mismatches(dep: AirflowDeployment, run_id: str) -> list[dict[str, Any]]:
+    """The scheduler's audit-log rows for an executor report it did not expect (apache/airflow#71172's symptom)."""
+    with dep.metadata() as db:
+        rows = db.execute(
+            "SELECT dttm, task_id, map_index, try_number, extra FROM log"
+            " WHERE event = 'state mismatch' AND dag_id = ? AND run_id = ? ORDER BY dttm",
+            (DAG_ID, run_id),
+        ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def max_overlap(intervals: list[tuple[datetime, datetime]]) -> tuple[int, datetime | None]:
+    """Most intervals open at one instant (half-open: an end at t closes before a start at t)."""
+    events = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals], key=lambda x: (x[0], x[1]))
+    best, at, now = 0, None, 0
+    for t, d in events:
+        now += d
+        if now > best:
+            best, at = now, t
+    return best, at
+
+
+def overlapping_pairs(intervals: list[tuple[int, datetime, datetime]]) -> list[tuple[int, int]]:
+    return [
+        (a[0], b[0])
+        for i, a in enumerate(intervals)
+        for b in intervals[i + 1 :]
+        if a[1] < b[2] and b[1] < a[2]
+    ]
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+def test_backfill_under_the_real_scheduler_is_concurrent_exact_and_compressed(
+    deployment: AirflowDeployment, dsn: str
+) -> None:
+    dep = deployment
+    ds = datasets.get("ledgers")
+    with connect(dsn) as conn:
+        clear_window(conn, ds, START, END)
+
+    t_boot = time.monotonic()
+    dep.wait_for("the api-server", lambda: dep.http("GET", "/api/v2/monitor/health", auth=False)[0] == 200, 180, 1)
+    dep.wait_for("the dag-processor to serialize tidemark_backfill", lambda: dag_ready(dep), 240, 2)
+    boot_seconds = time.monotonic() - t_boot
+    dep.api("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+
+    run_id = f"scheduler_e2e__{uuid.uuid4().hex[:8]}"
+    conf = {"dataset": ds.name, "start": START.isoformat(), "end": END.isoformat(), "batch_interval": STEP}
+    t0 = time.monotonic()
+    dep.api("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf},
+            expect=(200, 201))
+
+    def explain(msg: str) -> str:
+        return (f"{msg}\n===== task logs =====\n{dep.task_logs_digest(run_id)}\n"
+                f"===== component logs =====\n{dep.logs_digest()}")
+
+    # Poll the run; sample how many batches are running at once along the way.
+    sampled_running = 0
+    max_processes = 0
+    state = None
+    deadline = t0 + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        dep.check_alive()
+        state = dep.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
+        if state in ("success", "failed"):
+            break
+        try:
+            tis = task_instances(dep, run_id)
+        except RuntimeError:
+            tis = []
+        running = sum(1 for t in tis if t["task_id"] == "insert_batch" and t["state"] == "running")
+        sampled_running = max(sampled_running, running)
+        max_processes = max(max_processes, len(dep.processes()))
+        time.sleep(2)
+    wall = time.monotonic() - t0
+    if state != "success":
+        tis = task_instances(dep, run_id)
+        summary = "\n".join(f"  {t['task_id']}[{t['map_index']}] {t['state']} try {t['try_number']}" for t in tis)
+        pytest.fail(explain(f"run {run_id} ended {state!r} after {wall:.0f} s (timeout {RUN_TIMEOUT:.0f} s):\n{summary}"))
+
+    run = dep.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
+    tis = task_instances(dep, run_id)
+    by_task: dict[str, list[dict[str, Any]]] = {}
+    for t in tis:
+        by_task.setdefault(t["task_id"], []).append(t)
+    inserts = sorted(by_task["insert_batch"], key=lambda t: t["map_index"])
+    assert [t["map_index"] for t in inserts] == list(range(BATCHES)), explain("unexpected insert_batch expansion")
+    assert all(t["state"] == "success" for t in tis), explain(f"not every task succeeded: {[(t['task_id'], t['map_index'], t['state']) for t in tis]}")
+
+    # ---- the data: exact, no duplicates, every chunk of the window compressed
+    expected = LedgerSource().expected_counts(START, END)
+    with connect(dsn) as conn:
+        assert counts_in_window(conn, ds, START, END) == expected
+        assert duplicate_keys(conn, ds) == {t.name: 0 for t in ds.tables}
+        chunks = compressor.list_chunks(conn, ds, START, END)
+        assert len(chunks) == CHUNKS and all(c.is_compressed for c in chunks), [(c.name, c.is_compressed) for c in chunks]
+        tm_run = f"{DAG_ID}/{run_id}"
+        report_row = conn.execute("SELECT state, report FROM tidemark.runs WHERE run_id = %s", (tm_run,)).fetchone()
+        progressive = conn.execute(
+            "SELECT min(compressed_at), count(*) FROM tidemark.compression_log WHERE run_id = %s AND phase = 'progressive'",
+            (tm_run,),
+        ).fetchone()
+    assert report_row and report_row[0] == "succeeded", report_row
+    report = report_row[1]
+    assert report["rows_in_window"] == expected and report["batches"]["loaded"] == BATCHES
+
+    # ---- true concurrency: batch task instances overlapped in time while the sensor was poking
+    intervals = [(t["map_index"], parse_time(t["start_date"]), parse_time(t["end_date"])) for t in inserts]
+    assert all(s and e for _, s, e in intervals), intervals
+    peak, peak_at = max_overlap([(s, e) for _, s, e in intervals])
+    pairs = overlapping_pairs(intervals)
+    first_insert_start = min(s for _, s, _ in intervals)
+    last_insert_end = max(e for _, _, e in intervals)
+    sensor = by_task["progressive_recompress"][0]
+    pokes = reschedules(dep, run_id, "progressive_recompress")
+    pokes_during_load = [p for p in pokes if first_insert_start < p["end"] < last_insert_end]
+    waits = reschedules(dep, run_id, "insert_batch")
+    first_compression = progressive[0]
+
+    assert peak >= 2 and pairs, explain(f"insert_batch task instances never overlapped: {intervals}")
+    assert pokes and pokes[0]["end"] < last_insert_end, explain(f"no sensor poke before the last batch ended: {pokes}")
+    assert pokes_during_load, explain("the sensor did not poke while batches were loading")
+    assert first_compression is not None and first_compression < last_insert_end, (
+        f"no chunk was compressed before the last batch ended ({first_compression} vs {last_insert_end})"
+    )
+
+    # ---- apache/airflow#71172: a reschedule-mode poke marked failed must have been absorbed by a retry
+    tries = earlier_tries(dep, run_id)
+    failed_tries = [t for t in tries if t["state"] != "success"]
+    mismatches = state_mismatches(dep, run_id)
+    race_lines = [f"{m['task_id']}[{m['map_index']}] try {m['try_number']} at {m['dttm']}: {m['extra']}" for m in mismatches]
+    race_lines += [ln for c in dep.components.values() for ln in tail(c.out, 100000).splitlines()
+                   + tail(c.err, 100000).splitlines() if RACE_71172.search(ln)]
+    retried = [(t["task_id"], t["map_index"], t["try_number"]) for t in tis if t["try_number"] > 1]
+
+    dr_start, dr_end = parse_time(run["start_date"]), parse_time(run["end_date"])
+    lines = [
+        "",
+        "=" * 100,
+        f"REAL SCHEDULER E2E  run {run_id}: {ds.name} [{START.isoformat()}, {END.isoformat()}) in batches of {STEP}",
+        f"  Airflow up (api-server healthy + DAG serialized): {boot_seconds:.1f} s",
+        f"  wall time trigger -> run success (test clock): {wall:.1f} s;"
+        f" DagRun start -> end: {(dr_end - dr_start).total_seconds():.1f} s",
+        f"  batches: {len(inserts)} task instances, first start -> last end"
+        f" {(last_insert_end - first_insert_start).total_seconds():.1f} s;"
+        f" rows {report['rows_loaded_total']:,} ({report.get('rows_per_second') or '?'} rows/s)",
+        f"  insert concurrency: max {peak} insert_batch TIs running at once (at {peak_at.isoformat()}),"
+        f" {len(pairs)} overlapping pairs; max seen by REST sampling every ~2 s: {sampled_running}",
+        f"  Airflow processes tracked for teardown: up to {max_processes} at once (components, executor workers,"
+        " task supervisors and task processes)",
+        f"  backpressure waits (insert_batch reschedules): {len(waits)}",
+        f"  sensor: try {sensor['try_number']}, {len(pokes)} pokes rescheduled, {len(pokes_during_load)} of them while"
+        f" batches were loading; first poke ended {pokes[0]['end'].isoformat()}, last batch ended {last_insert_end.isoformat()}",
+        f"  compression: first progressive compress_chunk at {first_compression.isoformat()}"
+        f" ({progressive[1]} progressive), report: {report['chunks']}",
+        f"  apache/airflow#71172: {len(mismatches)} 'state mismatch' audit-log row(s); tries > 1: {retried or 'none'};"
+        f" earlier failed tries: {[(t['task_id'], t['map_index'], t['try_number'], t['state']) for t in failed_tries] or 'none'}",
+        *[f"    {ln.strip()[:300]}" for ln in race_lines[:5]],
+        "  per batch (map index: start -> end, try):",
+        *[f"    {t['map_index']:2d}: {t['start_date']} -> {t['end_date']} try {t['try_number']}" for t in inserts],
+        format_report(report),
+        "=" * 100,
+    ]
+    print("\n".join(lines))
+
+    if race_lines or failed_tries:
+        # Whatever hit the race (sensor or a rescheduling batch) was retried and the run still succeeded.
+        assert all(t["state"] == "success" for t in tis)
+        assert retried, "a try failed but no task instance shows a retry"
+
+
+MAKE = ["make", "-n", "--no-print-directory"]
+
+
+def _makefile_airflow_recipe(engine_port: int | None, base: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """`make -n airflow`'s last command, split into its environment assignments and its argv.
+
+    ``$VAR`` in an assigned value (e.g. ``PATH=...:$PATH``) is expanded against ``base``, as the
+    shell running the recipe would.
+    """
+    args = [*MAKE, "airflow"]
+    if engine_port:
+        args.append(f"TIDEMARK_DB_PORT={engine_port}")
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    last = [ln for ln in done.stdout.splitlines() if ln.strip()][-1]
+    tokens = shlex.split(last)
+    env: dict[str, str] = {}
+    expand = lambda m: {**base, **env}.get(m.group(1) or m.group(2), "")  # noqa: E731
+    while tokens and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", tokens[0]):
+        key, _, value = tokens.pop(0).partition("=")
+        env[key] = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", expand, value)
+    return env, tokens
+
+
+def test_make_airflow_recipe_starts_standalone_and_serves_health(
+    airflow_home: Path, dsn: str, engine: Any
+) -> None:
+    base = clean_base_env()
+    # As on a fresh clone: no activated venv, no other Airflow on PATH (the verdict must not depend
+    # on the shell the tests run from).
+    base["PATH"] = os.pathsep.join(
+        d for d in base.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "airflow").exists()
+    )
+    recipe_env, argv = _makefile_airflow_recipe(engine.port if engine else None, base)
+    assert argv[-1] == "standalone" and argv[0].endswith("bin/airflow"), argv
+    airflow_bin = argv[0] if Path(argv[0]).is_absolute() else str(REPO / argv[0])
+    # `airflow standalone` starts scheduler, dag-processor, triggerer and api-server as a bare
+    # `airflow` looked up on PATH (airflow/cli/commands/standalone_command.py, SubCommand.run), so
+    # the recipe must put the venv's bin first on PATH, or the components fail to start (or are
+    # another installation's Airflow) while standalone itself keeps running.
+    on_path = shutil.which("airflow", path={**base, **recipe_env}.get("PATH", ""))
+    assert on_path and Path(on_path).samefile(airflow_bin), (
+        f"`make airflow` runs {argv[0]} standalone, but `airflow` on the recipe's PATH is {on_path!r}: standalone "
+        "spawns its components as `airflow` from PATH. Fix the Makefile's airflow target: "
+        'PATH="$(CURDIR)/$(VENV)/bin:$$PATH" before $(VENV)/bin/airflow standalone'
+    )
+    assert recipe_env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor"
+    assert recipe_env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "dags")
+    assert recipe_env["PYTHONPATH"] == str(REPO / "plugins")
+    if engine:
+        assert recipe_env["AIRFLOW_CONN_TIDEMARK_TIMESCALE"] == conn_uri(dsn)
+    else:
+        recipe_env["AIRFLOW_CONN_TIDEMARK_TIMESCALE"] = conn_uri(dsn)
+
+    port = free_port()
+    # Only what must differ from `make airflow`: a private home and a free port instead of 8080.
+    env = {**base, **recipe_env, "AIRFLOW_HOME": str(airflow_home), "AIRFLOW__API__PORT": str(port),
+           "PYTHONUNBUFFERED": "1"}
+    dep = AirflowDeployment(airflow_home, env, port)
+    try:
+        subprocess.run([airflow_bin, "db", "migrate"], env=env, cwd=REPO, capture_output=True, text=True,
+                       timeout=300, check=True)  # `.tidemark/airflow/.migrated`
+        t0 = time.monotonic()
+        dep.log_dir.mkdir(parents=True, exist_ok=True)
+        out, err = dep.log_dir / "standalone.out", dep.log_dir / "standalone.err"
+        with open(out, "ab") as o, open(err, "ab") as e:
+            proc = subprocess.Popen([airflow_bin, *argv[1:]], env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                                    stdout=o, stderr=e, start_new_session=True)
+        dep.components["standalone"] = Component("standalone", proc, out, err)
+        dep.wait_for("standalone's /api/v2/monitor/health",
+                     lambda: dep.http("GET", "/api/v2/monitor/health", auth=False)[0] == 200, timeout=90, every=1)
+        healthy = time.monotonic() - t0
+        health = dep.http("GET", "/api/v2/monitor/health", auth=False)[1]
+
+        # The README: the admin password is in simple_auth_manager_passwords.json.generated.
+        pw_file = airflow_home / "simple_auth_manager_passwords.json.generated"
+        dep.wait_for("the generated admin password file", pw_file.exists, timeout=30)
+        password = json.loads(pw_file.read_text())["admin"]
+        assert f"Password for user 'admin': {password}" in out.read_text(errors="replace")  # "printed by Airflow"
+        status, body = dep.http("POST", "/auth/token", {"username": "admin", "password": password}, auth=False)
+        assert status in (200, 201), body
+        dep._token = body["access_token"]
+        dep.wait_for("tidemark_backfill to be parsed", lambda: dag_ready(dep), timeout=180, every=2)
+        dag_up = time.monotonic() - t0
+        print(f"\n[make airflow] standalone healthy after {healthy:.1f} s, tidemark_backfill listed after {dag_up:.1f} s;"
+              f" health: { {k: v.get('status') for k, v in health.items() if isinstance(v, dict)} }")
+    except BaseException:
+        print(f"\n===== standalone logs =====\n{dep.logs_digest(120)}")
+        raise
+    finally:
+        killed = dep.stop(first_signal=signal.SIGINT)
+        if killed:
+            print(f"[make airflow] {len(killed)} process(es) needed SIGKILL:\n" + "\n".join(killed))
+        left = dep.leftovers()
+        assert not left, f"standalone processes left running:\n{describe(left)}"
