@@ -15,23 +15,29 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
+from tidemark import datasets
 from tidemark.connection import connect
 from tidemark.datasets import Dataset, ledgers_dataset
-from tidemark.schema import ensure_schema
+from tidemark.schema import ensure_schema, table_ident
+from tidemark.verifier import window_counts
 
 REPO = Path(__file__).resolve().parents[1]
 DBCTL = REPO / "embedded" / "dbctl"
 
 # Airflow for DAG tests: a private AIRFLOW_HOME with a migrated SQLite metadata DB, set at import,
 # before anything imports Airflow, so the tests never touch a developer's own installation.
-_HOME = Path(tempfile.mkdtemp(prefix="tidemark-airflow-"))
+# Reused if this module is imported a second time (as `tests.conftest` by test modules).
+_HOME = Path(os.environ.get("TIDEMARK_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="tidemark-airflow-"))
 os.environ.update(
     {
+        "TIDEMARK_TEST_AIRFLOW_HOME": str(_HOME),
         "AIRFLOW_HOME": str(_HOME),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
@@ -137,6 +143,45 @@ def unique_dataset(conn: psycopg.Connection) -> Dataset:
 @pytest.fixture
 def dataset(conn: psycopg.Connection) -> Dataset:
     return unique_dataset(conn)
+
+
+@pytest.fixture
+def registered_dataset() -> Iterator[Dataset]:
+    """A ledgers dataset under a fresh name and schema, known to the registry (DAG params, tasks).
+
+    Nothing is created in the database: the code under test must do that.
+    """
+    tag = uuid.uuid4().hex[:8]
+    name, schema = f"ledgers_{tag}", f"r_{tag}"
+    datasets.register(name, lambda: ledgers_dataset(name=name, schema=schema))
+    yield datasets.get(name)
+    datasets.unregister(name)
+
+
+# Natural keys of the ledgers dataset's tables: a duplicate is a repeated key.
+KEYS = {
+    "ledgers": ("sequence",),
+    "transactions": ("ledger_sequence", "tx_index"),
+    "operations": ("ledger_sequence", "tx_index", "op_index"),
+}
+
+
+def rows_in(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> dict[str, int]:
+    return window_counts(conn, ds, [(start, end)])[0]
+
+
+def duplicate_keys(conn: psycopg.Connection, ds: Dataset) -> dict[str, int]:
+    out = {}
+    for t in ds.tables:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in KEYS[t.name])
+        q = sql.SQL("SELECT count(*) FROM (SELECT {} FROM {} GROUP BY {} HAVING count(*) > 1) d").format(
+            cols, table_ident(t), cols
+        )
+        out[t.name] = conn.execute(q).fetchone()[0]
+    return out
+
+
+NO_DUPLICATES = {name: 0 for name in KEYS}
 
 
 @pytest.fixture(scope="session")

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import ast
 import copy
-import os
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from tidemark import compressor, datasets
+from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
+from tidemark import compressor
 from tidemark.connection import connect
-from tidemark.datasets import Dataset, ledgers_dataset
-from tidemark.schema import table_ident
+from tidemark.datasets import Dataset
 
 UTC = timezone.utc
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "tidemark_backfill.py"
@@ -32,27 +28,9 @@ def load_dag(dag_id: str = "tidemark_backfill") -> Any:
     return bag.dags[dag_id]
 
 
-@pytest.fixture
-def test_dataset(airflow_conn: str) -> Iterator[Dataset]:
-    tag = uuid.uuid4().hex[:8]
-    name, schema = f"ledgers_{tag}", f"d_{tag}"
-    datasets.register(name, lambda: ledgers_dataset(name=name, schema=schema))
-    yield datasets.get(name)
-    datasets.unregister(name)
-
-
 def conf(ds: Dataset, start: datetime, hours: int, step: str = "3 hours", **extra: Any) -> dict[str, Any]:
     return {"dataset": ds.name, "start": start.isoformat(), "end": (start + timedelta(hours=hours)).isoformat(),
             "batch_interval": step, **extra}
-
-
-def table_counts(conn: psycopg.Connection, ds: Dataset) -> dict[str, int]:
-    return {t.name: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table_ident(t))).fetchone()[0] for t in ds.tables}
-
-
-def duplicates(conn: psycopg.Connection, ds: Dataset) -> int:
-    q = sql.SQL("SELECT count(*) FROM (SELECT ledger_sequence, tx_index, op_index FROM {} GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
-    return conn.execute(q.format(table_ident(ds.table("operations")))).fetchone()[0]
 
 
 def report_of(conn: psycopg.Connection, ds: Dataset) -> dict[str, Any]:
@@ -125,75 +103,75 @@ def test_params_schema_accepts_a_good_trigger(airflow_db: Path) -> None:
 # --------------------------------------------------------------------------- end to end
 
 
-def test_backfill_end_to_end_exact_compressed_and_idempotent(test_dataset: Dataset, dsn: str) -> None:
+def test_backfill_end_to_end_exact_compressed_and_idempotent(registered_dataset: Dataset, airflow_conn: str, dsn: str) -> None:
     dag = load_dag()
     start = datetime(2024, 2, 1, tzinfo=UTC)
-    run = dag.test(run_conf=conf(test_dataset, start, 24))
+    run = dag.test(run_conf=conf(registered_dataset, start, 24))
     assert run.state == "success"
-    expected = test_dataset.source().expected_counts(start, start + timedelta(hours=24))
+    expected = registered_dataset.source().expected_counts(start, start + timedelta(hours=24))
     with connect(dsn) as conn:
-        assert table_counts(conn, test_dataset) == expected
-        assert duplicates(conn, test_dataset) == 0
-        chunks = compressor.list_chunks(conn, test_dataset)
+        assert rows_in(conn, registered_dataset, start, start + timedelta(hours=24)) == expected
+        assert duplicate_keys(conn, registered_dataset) == NO_DUPLICATES
+        chunks = compressor.list_chunks(conn, registered_dataset)
         assert len(chunks) == 12 and all(c.is_compressed for c in chunks)
-        report = report_of(conn, test_dataset)
+        report = report_of(conn, registered_dataset)
         assert report["rows_in_window"] == expected
         assert report["chunks"]["compressed"] == 12
         assert report["chunks"]["compressed_during_load"] >= 6  # while batches were still loading
         assert report["bytes"]["ratio"] > 1.5
 
-    again = dag.test(run_conf=conf(test_dataset, start, 24))
+    again = dag.test(run_conf=conf(registered_dataset, start, 24))
     assert again.state == "success"
     with connect(dsn) as conn:
-        assert table_counts(conn, test_dataset) == expected
-        rerun = report_of(conn, test_dataset)
+        assert rows_in(conn, registered_dataset, start, start + timedelta(hours=24)) == expected
+        rerun = report_of(conn, registered_dataset)
         assert rerun["batches"]["loaded"] == 0 and rerun["batches"]["already_loaded"] == 8
         assert rerun["rows_loaded_total"] == 0
 
 
-def test_dry_run_writes_nothing(test_dataset: Dataset, dsn: str) -> None:
+def test_dry_run_writes_nothing(registered_dataset: Dataset, airflow_conn: str, dsn: str) -> None:
     dag = load_dag()
-    run = dag.test(run_conf=conf(test_dataset, datetime(2024, 2, 1, tzinfo=UTC), 24, dry_run=True))
+    run = dag.test(run_conf=conf(registered_dataset, datetime(2024, 2, 1, tzinfo=UTC), 24, dry_run=True))
     assert run.state == "success"
     with connect(dsn) as conn:
-        schema = test_dataset.tables[0].schema
+        schema = registered_dataset.tables[0].schema
         assert conn.execute("SELECT to_regnamespace(%s)", (schema,)).fetchone()[0] is None
 
 
 def test_failed_batch_stalls_compression_fails_the_run_and_resumes(
-    test_dataset: Dataset, dsn: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    registered_dataset: Dataset, airflow_conn: str, dsn: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
     dag = load_dag()
     start = datetime(2024, 2, 1, tzinfo=UTC)
     k = 5  # [15 h, 18 h): inside chunk [12 h, 18 h); chunks [0, 6) and [6, 12) lie behind it
     monkeypatch.setenv("TIDEMARK_FAULTS", f"insert_batch.before_commit@{k}")
     monkeypatch.setenv("TIDEMARK_RETRY_DELAY", "0")
-    run = dag.test(run_conf=conf(test_dataset, start, 24))
+    run = dag.test(run_conf=conf(registered_dataset, start, 24))
     assert run.state == "failed"
     out = capfd.readouterr()
     assert f"batches [{k}] failed" in out.out + out.err
     with connect(dsn) as conn:
-        state = {(c.hypertable, c.range_start): c.is_compressed for c in compressor.list_chunks(conn, test_dataset)}
+        state = {(c.hypertable, c.range_start): c.is_compressed for c in compressor.list_chunks(conn, registered_dataset)}
         for table in ("ledgers", "transactions", "operations"):
             assert state[(table, start)] and state[(table, start + timedelta(hours=6))]
             assert not state[(table, start + timedelta(hours=12))]
             assert not state[(table, start + timedelta(hours=18))]
         compressed_at = conn.execute(
-            "SELECT max(compressed_at) FROM tidemark.compression_log WHERE dataset = %s", (test_dataset.name,)
+            "SELECT max(compressed_at) FROM tidemark.compression_log WHERE dataset = %s", (registered_dataset.name,)
         ).fetchone()[0]
         assert compressed_at is not None  # compressed while batch k had not finished: progressive
 
     monkeypatch.delenv("TIDEMARK_FAULTS")
-    resumed = dag.test(run_conf=conf(test_dataset, start, 24))
+    resumed = dag.test(run_conf=conf(registered_dataset, start, 24))
     assert resumed.state == "success"
-    expected = test_dataset.source().expected_counts(start, start + timedelta(hours=24))
+    expected = registered_dataset.source().expected_counts(start, start + timedelta(hours=24))
     with connect(dsn) as conn:
-        assert table_counts(conn, test_dataset) == expected
-        assert duplicates(conn, test_dataset) == 0
-        assert all(c.is_compressed for c in compressor.list_chunks(conn, test_dataset))
-        report = report_of(conn, test_dataset)
+        assert rows_in(conn, registered_dataset, start, start + timedelta(hours=24)) == expected
+        assert duplicate_keys(conn, registered_dataset) == NO_DUPLICATES
+        assert all(c.is_compressed for c in compressor.list_chunks(conn, registered_dataset))
+        report = report_of(conn, registered_dataset)
         assert report["batches"]["loaded"] == 1 and report["batches"]["already_loaded"] == 7
         last_batch_commit = conn.execute(
-            "SELECT max(committed_at) FROM tidemark.batch_ledger WHERE dataset = %s", (test_dataset.name,)
+            "SELECT max(committed_at) FROM tidemark.batch_ledger WHERE dataset = %s", (registered_dataset.name,)
         ).fetchone()[0]
         assert compressed_at < last_batch_commit, "chunks were compressed before the last batch finished"

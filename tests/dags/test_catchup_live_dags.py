@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
-from tests.conftest import EmbeddedEngine
+from tests.conftest import EmbeddedEngine, rows_in
 from tests.dags.test_backfill_dag import load_dag
 from tidemark import cursors, datasets
 from tidemark.connection import connect
-from tidemark.datasets import Dataset, ledgers_dataset
-from tidemark.verifier import checksum
+from tidemark.datasets import Dataset
 
 UTC = timezone.utc
 START = datetime(2024, 7, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def test_dataset(airflow_conn: str) -> Iterator[Dataset]:
-    tag = uuid.uuid4().hex[:8]
-    name, schema = f"ledgers_{tag}", f"c_{tag}"
-    datasets.register(name, lambda: ledgers_dataset(name=name, schema=schema))
-    yield datasets.get(name)
-    datasets.unregister(name)
-
-
 def counts(dsn: str, ds: Dataset, start: datetime, end: datetime) -> dict[str, int]:
     with connect(dsn) as conn:
-        return {t: n for t, (n, _) in checksum(conn, ds, start, end).items()}
+        return rows_in(conn, ds, start, end)
 
 
 def cursor(dsn: str, ds: Dataset) -> datetime | None:
@@ -45,31 +33,31 @@ def catchup_conf(ds: Dataset, hours: int = 3, **kw: Any) -> dict[str, Any]:
             "batch_interval": "30 minutes", **kw}
 
 
-def test_catchup_dag_publishes_all_at_once(test_dataset: Dataset, dsn: str) -> None:
+def test_catchup_dag_publishes_all_at_once(registered_dataset: Dataset, airflow_conn: str, dsn: str) -> None:
     end = START + timedelta(hours=3)
-    run = load_dag("tidemark_catchup").test(run_conf=catchup_conf(test_dataset))
+    run = load_dag("tidemark_catchup").test(run_conf=catchup_conf(registered_dataset))
     assert run.state == "success"
-    assert counts(dsn, test_dataset, START, end) == test_dataset.source().expected_counts(START, end)
-    assert cursor(dsn, test_dataset) == end
+    assert counts(dsn, registered_dataset, START, end) == registered_dataset.source().expected_counts(START, end)
+    assert cursor(dsn, registered_dataset) == end
     with connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tidemark_stage_%%'"
                             " AND nspname IN (SELECT staging FROM tidemark.staging_manifest)").fetchone()[0] == 0
 
 
 def test_catchup_dag_with_a_failed_batch_publishes_nothing_then_resumes(
-    test_dataset: Dataset, dsn: str, monkeypatch: pytest.MonkeyPatch
+    registered_dataset: Dataset, airflow_conn: str, dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     end = START + timedelta(hours=3)
     monkeypatch.setenv("TIDEMARK_FAULTS", "stage_batch.before_commit@2")
     monkeypatch.setenv("TIDEMARK_RETRY_DELAY", "0")
     dag = load_dag("tidemark_catchup")
-    assert dag.test(run_conf=catchup_conf(test_dataset)).state == "failed"
-    assert sum(counts(dsn, test_dataset, START - timedelta(days=1), end + timedelta(days=1)).values()) == 0
-    assert cursor(dsn, test_dataset) == START
+    assert dag.test(run_conf=catchup_conf(registered_dataset)).state == "failed"
+    assert sum(counts(dsn, registered_dataset, START - timedelta(days=1), end + timedelta(days=1)).values()) == 0
+    assert cursor(dsn, registered_dataset) == START
     monkeypatch.delenv("TIDEMARK_FAULTS")
-    assert dag.test(run_conf=catchup_conf(test_dataset)).state == "success"
-    assert counts(dsn, test_dataset, START, end) == test_dataset.source().expected_counts(START, end)
-    assert cursor(dsn, test_dataset) == end
+    assert dag.test(run_conf=catchup_conf(registered_dataset)).state == "success"
+    assert counts(dsn, registered_dataset, START, end) == registered_dataset.source().expected_counts(START, end)
+    assert cursor(dsn, registered_dataset) == end
 
 
 def test_live_dag_ingests_below_threshold_and_hands_over_above(
@@ -83,33 +71,33 @@ def test_live_dag_ingests_below_threshold_and_hands_over_above(
     private_engine.start()
     dsn = private_engine.dsn
     monkeypatch.setenv("AIRFLOW_CONN_TIDEMARK_TIMESCALE", dsn.split("?")[0])
-    test_dataset = datasets.get("ledgers")
+    live_dataset = datasets.get("ledgers")
     dag = load_dag("tidemark_live")
     with connect(dsn) as conn:
         from tidemark.schema import ensure_schema
 
-        ensure_schema(conn, test_dataset)
-        cursors.initialise(conn, test_dataset.name, START, by="test")
-    base = {"dataset": test_dataset.name, "unit": "5 minutes", "lag_threshold": "1 hour", "max_units": 2}
+        ensure_schema(conn, live_dataset)
+        cursors.initialise(conn, live_dataset.name, START, by="test")
+    base = {"dataset": live_dataset.name, "unit": "5 minutes", "lag_threshold": "1 hour", "max_units": 2}
     assert dag.test(run_conf={**base, "tip": (START + timedelta(minutes=12)).isoformat()}).state == "success"
-    assert cursor(dsn, test_dataset) == START + timedelta(minutes=10)
+    assert cursor(dsn, live_dataset) == START + timedelta(minutes=10)
     assert dag.test(run_conf={**base, "tip": (START + timedelta(minutes=16)).isoformat()}).state == "success"
-    assert cursor(dsn, test_dataset) == START + timedelta(minutes=15)
-    assert counts(dsn, test_dataset, START, START + timedelta(hours=3)) == test_dataset.source().expected_counts(
+    assert cursor(dsn, live_dataset) == START + timedelta(minutes=15)
+    assert counts(dsn, live_dataset, START, START + timedelta(hours=3)) == live_dataset.source().expected_counts(
         START, START + timedelta(minutes=15)
     )
 
-    before = counts(dsn, test_dataset, START, START + timedelta(days=1))
+    before = counts(dsn, live_dataset, START, START + timedelta(days=1))
     far = START + timedelta(hours=2, minutes=3)
     assert dag.test(run_conf={**base, "tip": far.isoformat()}).state == "success"
-    assert counts(dsn, test_dataset, START, START + timedelta(days=1)) == before, "live wrote while handing over"
-    assert cursor(dsn, test_dataset) == START + timedelta(minutes=15)
-    run_id = f"catchup__{test_dataset.name}__{(START + timedelta(minutes=15)).strftime('%Y%m%dT%H%M%S')}"
+    assert counts(dsn, live_dataset, START, START + timedelta(days=1)) == before, "live wrote while handing over"
+    assert cursor(dsn, live_dataset) == START + timedelta(minutes=15)
+    run_id = f"catchup__{live_dataset.name}__{(START + timedelta(minutes=15)).strftime('%Y%m%dT%H%M%S')}"
     triggered = DagRun.find(dag_id="tidemark_catchup", run_id=run_id)
     assert len(triggered) == 1
-    assert triggered[0].conf == {"dataset": test_dataset.name, "start": (START + timedelta(minutes=15)).isoformat(),
+    assert triggered[0].conf == {"dataset": live_dataset.name, "start": (START + timedelta(minutes=15)).isoformat(),
                                  "end": (START + timedelta(hours=2)).isoformat(), "batch_interval": "15 minutes"}
     # While that catchup is queued, live only waits.
     assert dag.test(run_conf={**base, "tip": far.isoformat()}).state == "success"
-    assert counts(dsn, test_dataset, START, START + timedelta(days=1)) == before
+    assert counts(dsn, live_dataset, START, START + timedelta(days=1)) == before
     assert len(DagRun.find(dag_id="tidemark_catchup", run_id=run_id)) == 1

@@ -8,21 +8,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from tidemark import backfill, compressor, datasets
+from tidemark import backfill, compressor
 from tidemark.connection import factory
-from tidemark.datasets import Dataset, ledgers_dataset
+from tidemark.datasets import Dataset
 from tidemark.errors import InvalidInput
 
 UTC = timezone.utc
 START = datetime(2024, 5, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def registered(conn: psycopg.Connection, dataset: Dataset) -> Dataset:
-    schema = dataset.tables[0].schema
-    datasets.register(dataset.name, lambda: ledgers_dataset(name=dataset.name, schema=schema))
-    yield dataset
-    datasets.unregister(dataset.name)
 
 
 def request(ds: Dataset, hours: int = 24, step: str = "3 hours", **kw: Any) -> backfill.BackfillRequest:
@@ -48,32 +40,32 @@ def run_all(dsn: str, ds: Dataset, run_id: str, fail: set[int] = frozenset()) ->
     return summary, batches, states, results
 
 
-def test_full_flow_loads_verifies_and_compresses_progressively(dsn: str, conn: psycopg.Connection, registered: Dataset) -> None:
-    summary, batches, states, results = run_all(dsn, registered, "flow-1")
+def test_full_flow_loads_verifies_and_compresses_progressively(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
+    summary, batches, states, results = run_all(dsn, registered_dataset, "flow-1")
     assert len(batches) == 8
-    chunks = compressor.list_chunks(conn, registered, START, START + timedelta(hours=24))
+    chunks = compressor.list_chunks(conn, registered_dataset, START, START + timedelta(hours=24))
     assert sum(c.is_compressed for c in chunks) >= 6  # compressed while batches were still arriving
     report = backfill.finalize(factory(dsn), summary, batches, states, results)
-    expected = registered.source().expected_counts(START, START + timedelta(hours=24))
+    expected = registered_dataset.source().expected_counts(START, START + timedelta(hours=24))
     assert report["rows_in_window"] == expected
     assert report["chunks"]["compressed"] == report["chunks"]["in_window"] == 12
     assert report["chunks"]["compressed_during_load"] >= 9
-    assert all(c.is_compressed for c in compressor.list_chunks(conn, registered, START, START + timedelta(hours=24)))
+    assert all(c.is_compressed for c in compressor.list_chunks(conn, registered_dataset, START, START + timedelta(hours=24)))
     # Rerun: nothing left to plan.
-    again = backfill.plan_run(factory(dsn), request(registered), "flow-2")
+    again = backfill.plan_run(factory(dsn), request(registered_dataset), "flow-2")
     assert again["batches"] == [] and again["summary"]["skipped_windows"] == 8
 
 
-def test_a_failed_batch_stalls_the_watermark_and_finalize_fails(dsn: str, conn: psycopg.Connection, registered: Dataset) -> None:
-    summary, batches, states, results = run_all(dsn, registered, "flow-f", fail={3})
-    state = {(c.hypertable, c.range_start): c.is_compressed for c in compressor.list_chunks(conn, registered)}
+def test_a_failed_batch_stalls_the_watermark_and_finalize_fails(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
+    summary, batches, states, results = run_all(dsn, registered_dataset, "flow-f", fail={3})
+    state = {(c.hypertable, c.range_start): c.is_compressed for c in compressor.list_chunks(conn, registered_dataset)}
     # Batch 3 is [9 h, 12 h): chunk [0, 6) is behind the gap, [6, 12) and later are not.
     assert state[("operations", START)] is True
     assert state[("operations", START + timedelta(hours=6))] is False
     assert state[("operations", START + timedelta(hours=12))] is False
     with pytest.raises(backfill.RunFailed, match=r"batches \[3\] failed.*clear the failed task"):
         backfill.finalize(factory(dsn), summary, batches, states, results)
-    assert state == {(c.hypertable, c.range_start): c.is_compressed for c in compressor.list_chunks(conn, registered)}
+    assert state == {(c.hypertable, c.range_start): c.is_compressed for c in compressor.list_chunks(conn, registered_dataset)}
 
 
 def test_bad_params_are_refused_before_any_write(conn: psycopg.Connection) -> None:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -22,15 +19,6 @@ from tidemark.verifier import checksum
 UTC = timezone.utc
 START = datetime(2024, 6, 1, tzinfo=UTC)
 END = START + timedelta(hours=6)
-
-
-@pytest.fixture
-def registered(conn: psycopg.Connection) -> Iterator[Dataset]:
-    ds = unique_dataset(conn)
-    schema = ds.tables[0].schema
-    datasets.register(ds.name, lambda: ledgers_dataset(name=ds.name, schema=schema))
-    yield ds
-    datasets.unregister(ds.name)
 
 
 def request(ds: Dataset, start: datetime = START, end: datetime = END, step: str = "1 hour") -> backfill.BackfillRequest:
@@ -56,16 +44,16 @@ def staging_exists(conn: psycopg.Connection, schema: str) -> bool:
 
 
 def test_catchup_publishes_everything_at_once_and_matches_a_backfill(
-    dsn: str, conn: psycopg.Connection, registered: Dataset
+    dsn: str, conn: psycopg.Connection, registered_dataset: Dataset
 ) -> None:
-    summary, batches = stage_all(dsn, registered, "cu-1")
+    summary, batches = stage_all(dsn, registered_dataset, "cu-1")
     assert len(batches) == 6
-    assert visible(conn, registered) == 0, "staged rows must not be visible before the publish"
-    assert cursors.position(conn, registered.name) == START
+    assert visible(conn, registered_dataset) == 0, "staged rows must not be visible before the publish"
+    assert cursors.position(conn, registered_dataset.name) == START
     result = catchup.publish(factory(dsn), summary, batches)
-    expected = registered.source().expected_counts(START, END)
+    expected = registered_dataset.source().expected_counts(START, END)
     assert result["published"] == expected
-    assert cursors.position(conn, registered.name) == END
+    assert cursors.position(conn, registered_dataset.name) == END
     assert not staging_exists(conn, summary["staging"])
     assert conn.execute("SELECT count(*) FROM tidemark.staging_manifest WHERE staging = %s",
                         (summary["staging"],)).fetchone()[0] == 0
@@ -79,41 +67,41 @@ def test_catchup_publishes_everything_at_once_and_matches_a_backfill(
             backfill.insert_batch(factory(dsn), planned["summary"], b)
     finally:
         datasets.unregister(other.name)
-    assert checksum(conn, other, START, END) == checksum(conn, registered, START, END)
+    assert checksum(conn, other, START, END) == checksum(conn, registered_dataset, START, END)
 
 
-def test_failed_batch_publishes_nothing_until_it_is_rerun(dsn: str, conn: psycopg.Connection, registered: Dataset) -> None:
-    summary, batches = stage_all(dsn, registered, "cu-2", skip={3})
+def test_failed_batch_publishes_nothing_until_it_is_rerun(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
+    summary, batches = stage_all(dsn, registered_dataset, "cu-2", skip={3})
     with pytest.raises(catchup.StagingIncomplete, match=r"lacks batches \[3\]"):
         catchup.publish(factory(dsn), summary, batches)
-    assert visible(conn, registered) == 0
-    assert cursors.position(conn, registered.name) == START
+    assert visible(conn, registered_dataset) == 0
+    assert cursors.position(conn, registered_dataset.name) == START
     # A rerun (cleared task, or a new run with the same params) stages only what is missing.
-    again = catchup.plan_catchup(factory(dsn), request(registered), "cu-2b")
+    again = catchup.plan_catchup(factory(dsn), request(registered_dataset), "cu-2b")
     assert again["summary"]["staging"] == summary["staging"]
     assert again["summary"]["already_staged"] == [0, 1, 2, 4, 5]
     catchup.stage_batch(factory(dsn), again["summary"], batches[3])
     catchup.publish(factory(dsn), again["summary"], again["batches"])
-    assert checksum(conn, registered, START, END) == {
-        t: (n, checksum(conn, registered, START, END)[t][1]) for t, n in registered.source().expected_counts(START, END).items()
+    assert checksum(conn, registered_dataset, START, END) == {
+        t: (n, checksum(conn, registered_dataset, START, END)[t][1]) for t, n in registered_dataset.source().expected_counts(START, END).items()
     }
-    assert cursors.position(conn, registered.name) == END
+    assert cursors.position(conn, registered_dataset.name) == END
 
 
-def test_publish_aborts_when_the_cursor_moved(dsn: str, conn: psycopg.Connection, registered: Dataset) -> None:
-    summary, batches = stage_all(dsn, registered, "cu-3")
-    assert cursors.compare_and_swap(conn, registered.name, START, START + timedelta(minutes=5), by="someone else")
+def test_publish_aborts_when_the_cursor_moved(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
+    summary, batches = stage_all(dsn, registered_dataset, "cu-3")
+    assert cursors.compare_and_swap(conn, registered_dataset.name, START, START + timedelta(minutes=5), by="someone else")
     with pytest.raises(catchup.CursorMoved, match="nothing written"):
         catchup.publish(factory(dsn), summary, batches)
-    assert visible(conn, registered) == 0
-    assert cursors.position(conn, registered.name) == START + timedelta(minutes=5)
+    assert visible(conn, registered_dataset) == 0
+    assert cursors.position(conn, registered_dataset.name) == START + timedelta(minutes=5)
     assert staging_exists(conn, summary["staging"])
 
 
-def test_catchup_must_start_at_the_cursor(dsn: str, conn: psycopg.Connection, registered: Dataset) -> None:
-    cursors.initialise(conn, registered.name, START, by="test")
+def test_catchup_must_start_at_the_cursor(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
+    cursors.initialise(conn, registered_dataset.name, START, by="test")
     with pytest.raises(catchup.CursorMoved, match="must start at the cursor"):
-        catchup.plan_catchup(factory(dsn), request(registered, START + timedelta(hours=1), END), "cu-4")
+        catchup.plan_catchup(factory(dsn), request(registered_dataset, START + timedelta(hours=1), END), "cu-4")
 
 
 @pytest.mark.parametrize("kill_at", ["catchup.publish.before_commit", "catchup.publish.after_commit"])
@@ -166,40 +154,40 @@ def test_engine_killed_during_publish_is_all_or_nothing(
         datasets.unregister(ds.name)
 
 
-def test_live_below_threshold_ingests_unit_by_unit(dsn: str, conn: psycopg.Connection, registered: Dataset) -> None:
-    cursors.initialise(conn, registered.name, START, by="test")
+def test_live_below_threshold_ingests_unit_by_unit(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
+    cursors.initialise(conn, registered_dataset.name, START, by="test")
     tip = START + timedelta(minutes=23)
-    decision = live.decide(factory(dsn), registered.name, tip=tip, unit="5 minutes", threshold="1 hour",
+    decision = live.decide(factory(dsn), registered_dataset.name, tip=tip, unit="5 minutes", threshold="1 hour",
                            catchup_batch_interval="15 minutes")
     assert decision.action == "ingest"
-    out = live.ingest(factory(dsn), registered.name, tip=tip, unit="5 minutes", max_units=3, run_id="live-1")
+    out = live.ingest(factory(dsn), registered_dataset.name, tip=tip, unit="5 minutes", max_units=3, run_id="live-1")
     assert [u["start"] for u in out["units"]] == [(START + timedelta(minutes=5 * i)).isoformat() for i in range(3)]
-    assert cursors.position(conn, registered.name) == START + timedelta(minutes=15)
-    out = live.ingest(factory(dsn), registered.name, tip=tip, unit="5 minutes", max_units=10, run_id="live-2")
+    assert cursors.position(conn, registered_dataset.name) == START + timedelta(minutes=15)
+    out = live.ingest(factory(dsn), registered_dataset.name, tip=tip, unit="5 minutes", max_units=10, run_id="live-2")
     assert len(out["units"]) == 1  # only complete units: 20 min, not 23
-    assert cursors.position(conn, registered.name) == START + timedelta(minutes=20)
-    expected = registered.source().expected_counts(START, START + timedelta(minutes=20))
-    assert {t: n for t, (n, _) in checksum(conn, registered, START, END).items()} == expected
+    assert cursors.position(conn, registered_dataset.name) == START + timedelta(minutes=20)
+    expected = registered_dataset.source().expected_counts(START, START + timedelta(minutes=20))
+    assert {t: n for t, (n, _) in checksum(conn, registered_dataset, START, END).items()} == expected
     for u in out["units"]:
         s, e = datetime.fromisoformat(u["start"]), datetime.fromisoformat(u["end"])
-        assert u["rows"] == registered.source().expected_counts(s, e)
+        assert u["rows"] == registered_dataset.source().expected_counts(s, e)
 
 
-def test_live_above_threshold_hands_over_and_writes_nothing(dsn: str, conn: psycopg.Connection, registered: Dataset) -> None:
-    cursors.initialise(conn, registered.name, START, by="test")
+def test_live_above_threshold_hands_over_and_writes_nothing(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
+    cursors.initialise(conn, registered_dataset.name, START, by="test")
     tip = START + timedelta(hours=2, minutes=7)
-    decision = live.decide(factory(dsn), registered.name, tip=tip, unit="5 minutes", threshold="1 hour",
+    decision = live.decide(factory(dsn), registered_dataset.name, tip=tip, unit="5 minutes", threshold="1 hour",
                            catchup_batch_interval="15 minutes")
     assert decision.action == "catchup"
-    assert decision.catchup_conf == {"dataset": registered.name, "start": START.isoformat(),
+    assert decision.catchup_conf == {"dataset": registered_dataset.name, "start": START.isoformat(),
                                      "end": (START + timedelta(hours=2, minutes=5)).isoformat(),
                                      "batch_interval": "15 minutes"}
-    assert visible(conn, registered) == 0 and cursors.position(conn, registered.name) == START
+    assert visible(conn, registered_dataset) == 0 and cursors.position(conn, registered_dataset.name) == START
     states = {decision.catchup_run_id: "running"}
-    waiting = live.decide(factory(dsn), registered.name, tip=tip, unit="5 minutes", threshold="1 hour",
+    waiting = live.decide(factory(dsn), registered_dataset.name, tip=tip, unit="5 minutes", threshold="1 hour",
                           catchup_batch_interval="15 minutes", catchup_state=states.get)
     assert waiting.action == "wait" and "waits" in waiting.reason
     states[decision.catchup_run_id] = "failed"
-    stuck = live.decide(factory(dsn), registered.name, tip=tip, unit="5 minutes", threshold="1 hour",
+    stuck = live.decide(factory(dsn), registered_dataset.name, tip=tip, unit="5 minutes", threshold="1 hour",
                         catchup_batch_interval="15 minutes", catchup_state=states.get)
     assert stuck.action == "wait" and "failed" in stuck.reason

@@ -5,32 +5,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import psycopg
-from psycopg import sql
 
+from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
 from tidemark import compressor, ledger
 from tidemark.connection import factory
 from tidemark.datasets import Dataset
 from tidemark.loader import load_batch
 from tidemark.planner import Batch, plan_batches
-from tidemark.schema import ensure_schema, table_ident
+from tidemark.schema import ensure_schema
 
 UTC = timezone.utc
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
-
-
-def counts(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> dict[str, int]:
-    out = {}
-    for t in ds.tables:
-        q = sql.SQL("SELECT count(*) FROM {} WHERE {} >= %s AND {} < %s").format(
-            table_ident(t), sql.Identifier(t.time_column), sql.Identifier(t.time_column)
-        )
-        out[t.name] = conn.execute(q, (start, end)).fetchone()[0]
-    return out
-
-
-def duplicate_keys(conn: psycopg.Connection, ds: Dataset) -> int:
-    q = sql.SQL("SELECT count(*) FROM (SELECT ledger_sequence, tx_index, op_index FROM {} GROUP BY 1, 2, 3 HAVING count(*) > 1) d")
-    return conn.execute(q.format(table_ident(ds.table("operations")))).fetchone()[0]
 
 
 def test_ensure_schema_is_idempotent(conn: psycopg.Connection, dataset: Dataset) -> None:
@@ -59,11 +44,11 @@ def test_load_and_replay_gives_exact_rows_without_duplicates(dsn: str, conn: psy
     expected = dataset.source().expected_counts(batch.start, batch.end)
     first = load_batch(factory(dsn), dataset, batch, "run-a")
     assert first.rows == expected
-    assert counts(conn, dataset, batch.start, batch.end) == expected
+    assert rows_in(conn, dataset, batch.start, batch.end) == expected
     again = load_batch(factory(dsn), dataset, batch, "run-b")
     assert again.rows == expected
-    assert counts(conn, dataset, batch.start, batch.end) == expected
-    assert duplicate_keys(conn, dataset) == 0
+    assert rows_in(conn, dataset, batch.start, batch.end) == expected
+    assert duplicate_keys(conn, dataset) == NO_DUPLICATES
     entries = ledger.entries(conn, dataset.name, T0, T0 + timedelta(days=1))
     assert [(e.start, e.end, e.row_counts, e.run_id) for e in entries] == [(batch.start, batch.end, expected, "run-b")]
     # A batch of a few hours is far above 64 KiB of COPY data.
@@ -115,8 +100,8 @@ def test_final_pass_folds_late_rows_into_a_compressed_chunk(dsn: str, conn: psyc
     by_chunk = {(r.chunk.hypertable, r.chunk.range_start): r.action for r in results}
     assert by_chunk[("operations", T0)] == "recompressed"
     assert by_chunk[("operations", T0 + timedelta(hours=6))] == "unchanged"
-    assert counts(conn, dataset, T0, T0 + timedelta(hours=12)) == dataset.source().expected_counts(T0, T0 + timedelta(hours=12))
-    assert duplicate_keys(conn, dataset) == 0
+    assert rows_in(conn, dataset, T0, T0 + timedelta(hours=12)) == dataset.source().expected_counts(T0, T0 + timedelta(hours=12))
+    assert duplicate_keys(conn, dataset) == NO_DUPLICATES
 
 
 def test_final_pass_never_touches_chunks_live_ingestion_may_write(dsn: str, conn: psycopg.Connection, dataset: Dataset) -> None:

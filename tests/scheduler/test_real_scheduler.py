@@ -24,14 +24,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
 from harness import REPO, AirflowDeployment, Component, clean_base_env, conn_uri, describe, free_port, parse_time, tail
-from psycopg import sql
 
 from tidemark import compressor, datasets
 from tidemark.connection import connect
 from tidemark.datasets import Dataset
 from tidemark.report import format_report
-from tidemark.schema import table_ident
 from tidemark.synthetic import LedgerSource
 
 pytestmark = pytest.mark.slow
@@ -46,11 +45,6 @@ STEP = "3 hours"  # 16 batches; 6-hour chunks -> 8 chunks per hypertable, 24 in 
 BATCHES = 16
 CHUNKS = 24
 RUN_TIMEOUT = 480.0  # the run itself takes ~1-3 min on the 2-core dev machine
-KEYS = {
-    "ledgers": ("sequence",),
-    "transactions": ("ledger_sequence", "tx_index"),
-    "operations": ("ledger_sequence", "tx_index", "op_index"),
-}
 RACE_71172 = re.compile(r"finished with state \w+, but the task instance's state attribute is")
 
 
@@ -79,27 +73,6 @@ def clear_window(conn: psycopg.Connection, ds: Dataset, start: datetime, end: da
             " WHERE dataset = %s AND state = 'running' AND window_start < %s AND window_end > %s",
             (ds.name, end, start),
         )
-
-
-def counts_in_window(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> dict[str, int]:
-    out = {}
-    for t in ds.tables:
-        q = sql.SQL("SELECT count(*) FROM {} WHERE {} >= %s AND {} < %s").format(
-            table_ident(t), sql.Identifier(t.time_column), sql.Identifier(t.time_column)
-        )
-        out[t.name] = conn.execute(q, (start, end)).fetchone()[0]
-    return out
-
-
-def duplicate_keys(conn: psycopg.Connection, ds: Dataset) -> dict[str, int]:
-    out = {}
-    for t in ds.tables:
-        cols = sql.SQL(", ").join(sql.Identifier(c) for c in KEYS[t.name])
-        q = sql.SQL("SELECT count(*) FROM (SELECT {} FROM {} GROUP BY {} HAVING count(*) > 1) d").format(
-            cols, table_ident(t), cols
-        )
-        out[t.name] = conn.execute(q).fetchone()[0]
-    return out
 
 
 # --------------------------------------------------------------------------- Airflow helpers
@@ -250,8 +223,8 @@ def test_backfill_under_the_real_scheduler_is_concurrent_exact_and_compressed(
     # ---- the data: exact, no duplicates, every chunk of the window compressed
     expected = LedgerSource().expected_counts(START, END)
     with connect(dsn) as conn:
-        assert counts_in_window(conn, ds, START, END) == expected
-        assert duplicate_keys(conn, ds) == {t.name: 0 for t in ds.tables}
+        assert rows_in(conn, ds, START, END) == expected
+        assert duplicate_keys(conn, ds) == NO_DUPLICATES
         chunks = compressor.list_chunks(conn, ds, START, END)
         assert len(chunks) == CHUNKS and all(c.is_compressed for c in chunks), [(c.name, c.is_compressed) for c in chunks]
         tm_run = f"{DAG_ID}/{run_id}"
