@@ -67,8 +67,11 @@ def parse_instant(value: str | datetime) -> datetime:
     """
     if isinstance(value, datetime):
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
-            return value.replace(tzinfo=_UTC)
-        return value.astimezone(_UTC)
+            value = value.replace(tzinfo=_UTC)
+        utc = value.astimezone(_UTC)
+        # A plain datetime even for subclasses (Airflow hands out pendulum
+        # DateTimes, whose differences do not divide by a timedelta).
+        return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=_UTC)
     if isinstance(value, date):
         return datetime.combine(value, time(), tzinfo=_UTC)
     if not isinstance(value, str):

@@ -129,6 +129,18 @@ def test_backfill_end_to_end_exact_compressed_and_idempotent(registered_dataset:
         assert rerun["rows_loaded_total"] == 0
 
 
+def test_scheduled_run_loads_its_data_interval(registered_dataset: Dataset, airflow_conn: str, dsn: str) -> None:
+    """Empty start/end: the run's data interval (what scheduled runs and `airflow backfill create` get)."""
+    day = datetime(2024, 3, 2, tzinfo=UTC)
+    run = load_dag().test(logical_date=day, run_conf={"dataset": registered_dataset.name, "batch_interval": "6 hours"})
+    assert run.state == "success"
+    assert (run.data_interval_start, run.data_interval_end) == (day - timedelta(days=1), day)
+    with connect(dsn) as conn:
+        assert rows_in(conn, registered_dataset, day - timedelta(days=2), day + timedelta(days=1)) == \
+            registered_dataset.source().expected_counts(day - timedelta(days=1), day)
+        assert report_of(conn, registered_dataset)["batches"]["windows"] == 4
+
+
 def test_dry_run_writes_nothing(registered_dataset: Dataset, airflow_conn: str, dsn: str) -> None:
     dag = load_dag()
     run = dag.test(run_conf=conf(registered_dataset, datetime(2024, 2, 1, tzinfo=UTC), 24, dry_run=True))

@@ -78,3 +78,19 @@ def test_bad_params_are_refused_before_any_write(conn: psycopg.Connection) -> No
     ]:
         with pytest.raises(InvalidInput, match=match):
             backfill.BackfillRequest.from_params(params)
+
+
+def test_compression_policies_are_paused_for_the_load_and_restored(
+    dsn: str, conn: psycopg.Connection, registered_dataset: Dataset
+) -> None:
+    from tidemark import policies
+
+    connect = factory(dsn)
+    planned = backfill.plan_run(connect, request(registered_dataset, hours=6), "policies")
+    assert policies.scheduled(conn, registered_dataset) == {t.name: False for t in registered_dataset.tables}
+    states, results = {}, {}
+    for b in planned["batches"]:
+        results[b["index"]] = backfill.insert_batch(connect, planned["summary"], b)
+        states[b["index"]] = "success"
+    backfill.finalize(connect, planned["summary"], planned["batches"], states, results)
+    assert policies.scheduled(conn, registered_dataset) == {t.name: True for t in registered_dataset.tables}

@@ -218,3 +218,12 @@ def test_format_interval(td: timedelta, expected: str) -> None:
 )
 def test_format_interval_round_trips(td: timedelta) -> None:
     assert parse_interval(format_interval(td)) == td
+
+
+def test_datetime_subclasses_become_plain_datetimes() -> None:
+    class Fancy(datetime):
+        pass
+
+    got = parse_instant(Fancy(2024, 1, 1, 6, tzinfo=timezone.utc))
+    assert type(got) is datetime and got == datetime(2024, 1, 1, 6, tzinfo=timezone.utc)
+    assert (parse_instant(Fancy(2024, 1, 2, tzinfo=timezone.utc)) - got) // timedelta(hours=6) == 3
