@@ -51,20 +51,28 @@ class Verification:
 def window_counts(
     conn: psycopg.Connection, dataset: Dataset, windows: Sequence[tuple[datetime, datetime]]
 ) -> list[dict[str, int]]:
-    """Rows per table in each window: one query per table, whatever the number of windows."""
+    """Rows per table in each window: one scan per table over the windows' span, whatever their number.
+
+    Rows are counted per elementary interval between the sorted window
+    boundaries (``width_bucket``), and each window sums its intervals: exact
+    for any set of windows, and it reads each (compressed) chunk once instead
+    of once per window.
+    """
     out: list[dict[str, int]] = [{} for _ in windows]
     if not windows:
         return out
-    starts = [w[0] for w in windows]
-    ends = [w[1] for w in windows]
+    bounds = sorted({t for w in windows for t in w})
+    position = {t: i for i, t in enumerate(bounds)}
     for table in dataset.tables:
         t = sql.Identifier(table.time_column)
         q = sql.SQL(
-            "SELECT w.i, count(x.{t}) FROM unnest(%s::timestamptz[], %s::timestamptz[]) WITH ORDINALITY AS w(s, e, i)"
-            " LEFT JOIN {tbl} AS x ON x.{t} >= w.s AND x.{t} < w.e GROUP BY w.i"
+            "SELECT width_bucket({t}, %s::timestamptz[]) AS b, count(*) FROM {tbl}"
+            " WHERE {t} >= %s AND {t} < %s GROUP BY b"
         ).format(t=t, tbl=table_ident(table))
-        for i, n in conn.execute(q, (starts, ends)).fetchall():
-            out[int(i) - 1][table.name] = int(n)
+        per_bucket = dict(conn.execute(q, (bounds, bounds[0], bounds[-1])).fetchall())
+        for k, (start, end) in enumerate(windows):
+            # Bucket b holds [bounds[b-1], bounds[b]).
+            out[k][table.name] = sum(per_bucket.get(b, 0) for b in range(position[start] + 1, position[end] + 1))
     return out
 
 

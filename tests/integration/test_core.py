@@ -112,3 +112,17 @@ def test_final_pass_never_touches_chunks_live_ingestion_may_write(dsn: str, conn
     assert {c.range_start for c in skipped} == {T0 + timedelta(hours=6)}
     assert {r.chunk.range_start for r in results} == {T0}
     assert not any(c.is_compressed for c in compressor.list_chunks(conn, dataset) if c.range_start == T0 + timedelta(hours=6))
+
+
+def test_window_counts_are_exact_for_any_windows(dsn: str, conn: psycopg.Connection, dataset: Dataset) -> None:
+    from tidemark.verifier import window_counts
+
+    load_range(dsn, dataset, T0, T0 + timedelta(hours=12), "6 hours")
+    compressor.compress_behind(conn, dataset, T0, T0 + timedelta(hours=6), run_id="r")  # mixed compressed/plain
+    m = timedelta(minutes=1)
+    windows = [(T0, T0 + 90 * m), (T0 + 60 * m, T0 + 400 * m), (T0 + 500 * m, T0 + 501 * m),
+               (T0 - 60 * m, T0 + 10 * m), (T0 + 700 * m, T0 + 900 * m)]
+    source = dataset.source()
+    expected = [{t: n for t, n in source.expected_counts(max(s, T0), min(e, T0 + 720 * m)).items()} if s < T0 + 720 * m
+                else {t.name: 0 for t in dataset.tables} for s, e in windows]
+    assert window_counts(conn, dataset, windows) == expected
