@@ -138,24 +138,23 @@ def compress(
     before = None
     for attempt in range(1, attempts + 1):
         try:
-            before = chunk_bytes(conn, table, chunk)
             status = conn.execute(
                 "SELECT _timescaledb_functions.chunk_status(%s::regclass)", (chunk.ident.as_string(conn),)
             ).fetchone()[0]
+            # A fully compressed chunk without late rows: compress_chunk is a no-op, so skip measuring it.
+            settled = bool(status & _COMPRESSED) and not status & _PARTIAL
+            before = None if settled else chunk_bytes(conn, table, chunk)
             with conn.transaction():
                 conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
                 faults.check("compress.error", None)
                 conn.execute(
                     "SELECT compress_chunk(%s::regclass, if_not_compressed => true)", (chunk.ident.as_string(conn),)
                 )
-            after = chunk_bytes(conn, table, chunk)
             seconds = round(time.perf_counter() - t0, 3)
-            if not status & _COMPRESSED:
-                action = "compressed"
-            elif status & _PARTIAL:
-                action = "recompressed"  # rows had landed in a compressed chunk; now folded in
-            else:
-                return CompressionResult(chunk, "unchanged", before, after, seconds)
+            if settled:
+                return CompressionResult(chunk, "unchanged", None, None, seconds)
+            after = chunk_bytes(conn, table, chunk)
+            action = "compressed" if not status & _COMPRESSED else "recompressed"  # recompressed: late rows folded in
             conn.execute(
                 "INSERT INTO tidemark.compression_log (run_id, dataset, hypertable, chunk, range_start, range_end,"
                 " phase, bytes_before, bytes_after, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
