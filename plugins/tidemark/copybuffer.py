@@ -9,7 +9,7 @@ named in the error, never written to the wrong window.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
@@ -28,32 +28,33 @@ def _text(value: object) -> str:
     return str(value).translate(_ESCAPES)
 
 
-def _boolean(value: object) -> str:
-    return "t" if value else "f"
+def _exact_types(type_name: str) -> frozenset[type]:
+    """The concrete types a column accepts (exact-type lookups are the hot path's fast check)."""
+    allowed = set(COLUMN_TYPES[type_name])
+    if type_name == "numeric":
+        allowed.add(Decimal)
+    return frozenset(allowed)
 
 
-def _number(value: object) -> str:
-    return str(value)
-
-
-def _encoder(type_name: str) -> Callable[[object], str]:
-    if type_name == "text":
-        return _text
-    if type_name == "boolean":
-        return _boolean
-    return _number
+def _field(table: Hypertable, n: int, row: tuple[object, ...], i: int, exact: frozenset[type], boolean: bool) -> str:
+    """One value as COPY text (unescaped), checked against its column's type."""
+    v = row[i]
+    if type(v) in exact:
+        return ("t" if v else "f") if boolean else str(v)
+    col = table.columns[i]
+    if v is None:
+        if not col.nullable:
+            raise BadRow(f"{table.name}: row {n} has NULL in NOT NULL column {col.name!r}: {row!r}")
+        return "\\N"
+    raise BadRow(f"{table.name}: row {n} column {col.name!r} ({col.type}) got {type(v).__name__} {v!r}: {row!r}")
 
 
 def encode_rows(table: Hypertable, rows: Iterable[tuple[object, ...]], start: datetime, end: datetime) -> tuple[bytes, int]:
     """Return (COPY text payload, row count) for ``COPY table (columns) FROM STDIN``."""
     width = len(table.columns)
     ti = table.time_index
-    checks = []
-    for i, col in enumerate(table.columns):
-        allowed = COLUMN_TYPES[col.type]
-        if col.type in ("numeric",):
-            allowed = (*allowed, Decimal)
-        checks.append((i, col, allowed, _encoder(col.type)))
+    exact = [_exact_types(c.type) for c in table.columns]
+    booleans = [c.type == "boolean" for c in table.columns]
     lines: list[str] = []
     append = lines.append
     last_time: object = None
@@ -74,22 +75,16 @@ def encode_rows(table: Hypertable, rows: Iterable[tuple[object, ...]], start: da
                 )
             last_time = t
             last_time_text = t.isoformat()
-        fields = []
-        for i, col, allowed, enc in checks:
-            v = row[i]
-            if i == ti:
-                fields.append(last_time_text)
-            elif v is None:
-                if not col.nullable:
-                    raise BadRow(f"{table.name}: row {n} has NULL in NOT NULL column {col.name!r}: {row!r}")
-                fields.append("\\N")
-            elif not isinstance(v, allowed) or (isinstance(v, bool) and bool not in allowed):
-                raise BadRow(
-                    f"{table.name}: row {n} column {col.name!r} ({col.type}) got {type(v).__name__} {v!r}: {row!r}"
-                )
-            else:
-                fields.append(enc(v))
-        append("\t".join(fields))
+        fields = [last_time_text if i == ti else _field(table, n, row, i, exact[i], booleans[i]) for i in range(width)]
+        line = "\t".join(fields)
+        # Fast path: no field needed escaping if the line has exactly width-1 tabs and no
+        # backslash or line break; otherwise escape field by field (rare, e.g. hostile text).
+        if line.count("\t") != width - 1 or "\\" in line or "\n" in line or "\r" in line:
+            line = "\t".join(
+                f if i == ti or booleans[i] or row[i] is None else _text(row[i])
+                for i, f in enumerate(fields)
+            )
+        append(line)
     if not lines:
         return b"", 0
     return ("\n".join(lines) + "\n").encode(), len(lines)

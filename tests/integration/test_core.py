@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import psycopg
+from psycopg import sql
 
 from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
 from tidemark import compressor, ledger
@@ -12,7 +13,7 @@ from tidemark.connection import factory
 from tidemark.datasets import Dataset
 from tidemark.loader import load_batch
 from tidemark.planner import Batch, plan_batches
-from tidemark.schema import ensure_schema
+from tidemark.schema import ensure_schema, table_ident
 
 UTC = timezone.utc
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -126,3 +127,26 @@ def test_window_counts_are_exact_for_any_windows(dsn: str, conn: psycopg.Connect
     expected = [{t: n for t, n in source.expected_counts(max(s, T0), min(e, T0 + 720 * m)).items()} if s < T0 + 720 * m
                 else {t.name: 0 for t in dataset.tables} for s, e in windows]
     assert window_counts(conn, dataset, windows) == expected
+
+
+def test_text_that_needs_copy_escaping_round_trips(dsn: str, conn: psycopg.Connection) -> None:
+    from tidemark.datasets import Column, Hypertable
+
+    ts = Column("t", "timestamptz")
+    table = Hypertable("escapes", "t", (ts, Column("s", "text"), Column("n", "text", nullable=True),
+                                        Column("b", "boolean")), timedelta(hours=6), schema="escapes_probe")
+    values = ["tab\there", "new\nline", "cr\rhere", "back\\slash", "\\N", "plain", ""]
+
+    class Source:
+        def rows(self, name: str, start: datetime, end: datetime):  # type: ignore[no-untyped-def]
+            for k, v in enumerate(values):
+                yield (start + timedelta(minutes=k), v, None if k % 2 else v, k % 2 == 0)
+
+        def expected_counts(self, start: datetime, end: datetime) -> dict[str, int]:
+            return {"escapes": len(values)}
+
+    ds = Dataset(name="escapes_probe", tables=(table,), source_factory=Source)
+    ensure_schema(conn, ds)
+    load_batch(factory(dsn), ds, Batch(0, T0, T0 + timedelta(hours=1)), "esc")
+    rows = conn.execute(sql.SQL("SELECT s, n, b FROM {} ORDER BY t").format(table_ident(table))).fetchall()
+    assert rows == [(v, None if k % 2 else v, k % 2 == 0) for k, v in enumerate(values)]
