@@ -111,14 +111,24 @@ def chunk_bytes(conn: psycopg.Connection, table: Hypertable, chunk: Chunk) -> in
 
 
 def backlog(conn: psycopg.Connection, dataset: Dataset, start: datetime, end: datetime) -> tuple[int, int]:
-    """(uncompressed chunks, their bytes) intersecting the window: what a crash would leave bloated."""
-    count = 0
-    total = 0
+    """(uncompressed chunks, their bytes) intersecting the window: what a crash would leave bloated.
+
+    Sizes are read once per hypertable that has uncompressed chunks, not once
+    per chunk: the sensor calls this every poke while loaders wait for the (on
+    the embedded engine, single) database session.
+    """
+    pending: dict[str, set[str]] = {}
     for chunk in list_chunks(conn, dataset, start, end):
         if not chunk.is_compressed:
-            count += 1
-            total += chunk_bytes(conn, dataset.table(chunk.hypertable), chunk) or 0
-    return count, total
+            pending.setdefault(chunk.hypertable, set()).add(chunk.name)
+    total = 0
+    for name, chunk_names in pending.items():
+        sizes = conn.execute(
+            "SELECT chunk_name, total_bytes FROM chunks_detailed_size(%s::regclass)",
+            (regclass_text(conn, dataset.table(name)),),
+        ).fetchall()
+        total += sum(int(b or 0) for c, b in sizes if c in chunk_names)
+    return sum(len(v) for v in pending.values()), total
 
 
 def compress(
