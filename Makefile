@@ -68,7 +68,11 @@ demo: setup db-start .tidemark/airflow/.migrated
 airflow: setup db-start .tidemark/airflow/.migrated
 	$(AIRFLOW_ENV) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM=6 AIRFLOW__API__HOST=127.0.0.1 $(VENV)/bin/airflow standalone
 
-bench: setup
+$(VENV)/.bench-stamp: bench/requirements.txt $(VENV)/.stamp
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: setup $(VENV)/.bench-stamp
 	$(PY) bench/run_all.py
 
 clean:
