@@ -6,6 +6,7 @@ instead. An engine that cannot start fails the run; nothing here skips.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -145,6 +146,17 @@ def dataset(conn: psycopg.Connection) -> Dataset:
     return unique_dataset(conn)
 
 
+@contextlib.contextmanager
+def registered(ds: Dataset) -> Iterator[Dataset]:
+    """Make a ledgers-shaped dataset known to the registry (DAG params, tasks) while in use."""
+    schema = ds.tables[0].schema
+    datasets.register(ds.name, lambda: ledgers_dataset(name=ds.name, schema=schema))
+    try:
+        yield datasets.get(ds.name)
+    finally:
+        datasets.unregister(ds.name)
+
+
 @pytest.fixture
 def registered_dataset() -> Iterator[Dataset]:
     """A ledgers dataset under a fresh name and schema, known to the registry (DAG params, tasks).
@@ -152,10 +164,8 @@ def registered_dataset() -> Iterator[Dataset]:
     Nothing is created in the database: the code under test must do that.
     """
     tag = uuid.uuid4().hex[:8]
-    name, schema = f"ledgers_{tag}", f"r_{tag}"
-    datasets.register(name, lambda: ledgers_dataset(name=name, schema=schema))
-    yield datasets.get(name)
-    datasets.unregister(name)
+    with registered(ledgers_dataset(name=f"ledgers_{tag}", schema=f"r_{tag}")) as ds:
+        yield ds
 
 
 # Natural keys of the ledgers dataset's tables: a duplicate is a repeated key.

@@ -23,7 +23,7 @@ from tidemark.loader import BatchResult, load_batch
 from tidemark.planner import Batch, plan_batches
 from tidemark.report import build_report
 from tidemark.timeparse import format_interval, parse_instant, parse_interval
-from tidemark.verifier import verify
+from tidemark.verifier import Verification, verify
 from tidemark.watermark import Watermark, advance
 
 log = logging.getLogger(__name__)
@@ -313,7 +313,7 @@ def finalize(
         runs.make_durable(conn, run_id)
         windows = _windows(start, end, summary)
         check = verify(conn, ds, windows)
-        reloaded = _repair(connect, conn, ds, run_id, check, windows)
+        reloaded = _repair(connect, ds, run_id, check)
         if reloaded:
             runs.make_durable(conn, run_id)
             check = verify(conn, ds, windows)
@@ -345,14 +345,7 @@ def _windows(start: datetime, end: datetime, summary: Mapping[str, Any]) -> list
     return [(b.start, b.end) for b in plan.batches]
 
 
-def _repair(
-    connect: ConnectionFactory,
-    conn: psycopg.Connection,
-    ds: Dataset,
-    run_id: str,
-    check: Any,
-    windows: Sequence[tuple[datetime, datetime]],
-) -> list[dict[str, Any]]:
+def _repair(connect: ConnectionFactory, ds: Dataset, run_id: str, check: Verification) -> list[dict[str, Any]]:
     """Reload windows whose commit was lost (or whose rows disagree with the ledger)."""
     to_reload: list[tuple[datetime, datetime]] = list(check.uncovered)
     for m in check.mismatches:

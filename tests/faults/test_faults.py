@@ -22,11 +22,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import REPO, EmbeddedEngine, unique_dataset
-from tidemark import backfill, compressor, datasets, ledger, runs
+from tests.conftest import REPO, EmbeddedEngine, registered, unique_dataset
+from tidemark import backfill, compressor, ledger, runs
 from tidemark.connection import DatabaseUnreachable, connect, factory
 from tidemark.copybuffer import BadRow
-from tidemark.datasets import Column, Dataset, Hypertable, ledgers_dataset
+from tidemark.datasets import Column, Dataset, Hypertable
 from tidemark.errors import InvalidInput
 from tidemark.loader import is_transient, load_batch
 from tidemark.planner import Batch
@@ -41,12 +41,6 @@ STEP = "1 hour"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def register(ds: Dataset) -> Dataset:
-    schema = ds.tables[0].schema
-    datasets.register(ds.name, lambda: ledgers_dataset(name=ds.name, schema=schema))
-    return ds
 
 
 @pytest.fixture
@@ -83,13 +77,11 @@ def run_backfill(
 def oracle(dsn: str) -> dict[str, Any]:
     """A clean run of the same params into a fresh dataset: per-window counts and row checksums."""
     with connect(dsn) as conn:
-        ds = register(unique_dataset(conn))
-    try:
+        ds = unique_dataset(conn)
+    with registered(ds):
         run_backfill(dsn, ds, "oracle")
         with connect(dsn) as conn:
             return snapshot(conn, ds)
-    finally:
-        datasets.unregister(ds.name)
 
 
 def snapshot(conn: psycopg.Connection, ds: Dataset) -> dict[str, Any]:
@@ -107,9 +99,8 @@ def assert_equals_clean_run(conn: psycopg.Connection, ds: Dataset, oracle: dict[
 
 @pytest.fixture
 def ds(conn: psycopg.Connection) -> Iterator[Dataset]:
-    d = register(unique_dataset(conn))
-    yield d
-    datasets.unregister(d.name)
+    with registered(unique_dataset(conn)) as d:
+        yield d
 
 
 # --------------------------------------------------------------------------- 1. engine kill -9
@@ -121,8 +112,8 @@ def test_engine_killed_mid_backfill_then_resumed_equals_clean_run(
     private_engine.start()
     dsn = private_engine.dsn
     with connect(dsn) as conn:
-        d = register(unique_dataset(conn))
-    try:
+        d = unique_dataset(conn)
+    with registered(d):
         connect_ = factory(dsn)
         planned = backfill.plan_run(connect_, request(d), "killed")
         summary, batches = planned["summary"], planned["batches"]
@@ -150,8 +141,6 @@ def test_engine_killed_mid_backfill_then_resumed_equals_clean_run(
         assert report["batches"]["reloaded_after_verification"] == len(lost)
         with connect(dsn) as conn:
             assert_equals_clean_run(conn, d, oracle)
-    finally:
-        datasets.unregister(d.name)
 
 
 def test_engine_killed_then_new_run_with_same_params_equals_clean_run(
@@ -160,8 +149,8 @@ def test_engine_killed_then_new_run_with_same_params_equals_clean_run(
     private_engine.start()
     dsn = private_engine.dsn
     with connect(dsn) as conn:
-        d = register(unique_dataset(conn))
-    try:
+        d = unique_dataset(conn)
+    with registered(d):
         connect_ = factory(dsn)
         planned = backfill.plan_run(connect_, request(d), "first")
         for b in planned["batches"][:7]:
@@ -175,8 +164,6 @@ def test_engine_killed_then_new_run_with_same_params_equals_clean_run(
         assert report["batches"]["loaded"] + report["batches"]["already_loaded"] == HOURS
         with connect(dsn) as conn:
             assert_equals_clean_run(conn, d, oracle)
-    finally:
-        datasets.unregister(d.name)
 
 
 # --------------------------------------------------------------------------- 2. batch killed / raising

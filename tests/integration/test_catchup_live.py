@@ -10,10 +10,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import EmbeddedEngine, unique_dataset
-from tidemark import backfill, catchup, cursors, datasets, live
+from tests.conftest import EmbeddedEngine, registered, unique_dataset
+from tidemark import backfill, catchup, cursors, live
 from tidemark.connection import connect, factory
-from tidemark.datasets import Dataset, ledgers_dataset
+from tidemark.datasets import Dataset
 from tidemark.verifier import checksum
 
 UTC = timezone.utc
@@ -58,15 +58,10 @@ def test_catchup_publishes_everything_at_once_and_matches_a_backfill(
     assert conn.execute("SELECT count(*) FROM tidemark.staging_manifest WHERE staging = %s",
                         (summary["staging"],)).fetchone()[0] == 0
     # The same range through the backfill path leaves identical rows.
-    other = unique_dataset(conn)
-    schema = other.tables[0].schema
-    datasets.register(other.name, lambda: ledgers_dataset(name=other.name, schema=schema))
-    try:
+    with registered(unique_dataset(conn)) as other:
         planned = backfill.plan_run(factory(dsn), request(other), "bf-same")
         for b in planned["batches"]:
             backfill.insert_batch(factory(dsn), planned["summary"], b)
-    finally:
-        datasets.unregister(other.name)
     assert checksum(conn, other, START, END) == checksum(conn, registered_dataset, START, END)
 
 
@@ -112,9 +107,7 @@ def test_engine_killed_during_publish_is_all_or_nothing(
     dsn = private_engine.dsn
     with connect(dsn) as conn:
         ds = unique_dataset(conn)
-    schema = ds.tables[0].schema
-    datasets.register(ds.name, lambda: ledgers_dataset(name=ds.name, schema=schema))
-    try:
+    with registered(ds):
         summary, batches = stage_all(dsn, ds, "cu-kill")
         marker = tmp_path / "paused"
         monkeypatch.setenv("TIDEMARK_FAULTS", f"{kill_at}@*")
@@ -150,8 +143,6 @@ def test_engine_killed_during_publish_is_all_or_nothing(
                     catchup.publish(factory(dsn), summary, batches)
             else:
                 assert position == END and {t: n for t, (n, _) in rows.items()} == expected
-    finally:
-        datasets.unregister(ds.name)
 
 
 def test_live_below_threshold_ingests_unit_by_unit(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
