@@ -2,7 +2,8 @@
 # Tidemark live
 
 Keeps a dataset current. Every run reads the dataset's **live cursor** (last time fully ingested) and
-the source's **tip** (for the synthetic source: now):
+the source's **tip**, how far its data reaches (sql: the newest time of its query, or `tip_query`; files: the
+newest file's latest time; python: its `tip()`; the synthetic source: now):
 
 * **lag below `lag_threshold`**: ingests the complete units after the cursor one by one, each unit
   (`unit`, e.g. 5 minutes) in its own durable transaction together with the cursor move — the cursor
@@ -33,8 +34,8 @@ log = logging.getLogger("tidemark.dag")
 CATCHUP_DAG = "tidemark_catchup"
 
 
-def _tip(params: dict) -> datetime:
-    return parse_instant(params["tip"]) if params.get("tip") else datetime.now().astimezone()
+def _tip(params: dict) -> datetime | None:
+    return parse_instant(params["tip"]) if params.get("tip") else None  # None: the source's own tip
 
 
 @dag(
@@ -59,7 +60,7 @@ def _tip(params: dict) -> datetime:
                                         title="Catchup batch interval",
                                         description="batch_interval passed to the catchup it triggers."),
         "tip": Param(None, type=["null", "string"], format="date-time", title="Source tip override",
-                     description="Pretend the source's tip is this time (drills and tests). Empty: now."),
+                     description="Pretend the source's tip is this time (drills and tests). Empty: ask the source."),
     },
 )
 def tidemark_live() -> None:

@@ -97,7 +97,7 @@ def plan_run(
         else:
             from tidemark.schema import ensure_schema
 
-            ensure_schema(conn, ds)
+            ds = ensure_schema(conn, ds)
             loaded = ledger.loaded_windows(conn, ds.name, request.start, request.end)
         plan = plan_batches(request.start, request.end, request.batch_interval, loaded=loaded)
         if not request.dry_run:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -32,9 +33,9 @@ from tidemark.backfill import BackfillRequest
 from tidemark.connection import ConnectionFactory
 from tidemark.datasets import Dataset, Hypertable
 from tidemark.errors import TidemarkError
-from tidemark.loader import load_batch, replace_window, row_counts
+from tidemark.loader import Staged, load_batch, replace_window, row_counts
 from tidemark.planner import Batch, plan_batches
-from tidemark.schema import ensure_schema, table_ident
+from tidemark.schema import ensure_schema, resolve, table_ident
 from tidemark.timeparse import format_interval, parse_instant
 from tidemark.verifier import window_counts
 
@@ -95,7 +96,7 @@ def plan_catchup(
     interval = format_interval(request.batch_interval)
     schema = staging_schema(ds.name, request.start, request.end, interval)
     with connect() as conn:
-        ensure_schema(conn, ds)
+        ds = ensure_schema(conn, ds)
         position = cursors.initialise(conn, ds.name, request.start, by=run_id)
         if position != request.start:
             raise CursorMoved(
@@ -129,7 +130,7 @@ def stage_batch(connect: ConnectionFactory, summary: Mapping[str, Any], batch: M
     ds = datasets.get(summary["dataset"])
     schema = summary["staging"]
 
-    def write(conn: psycopg.Connection, dataset: Dataset, b: Batch, payloads: dict[str, tuple[bytes, int]], _: str) -> None:
+    def write(conn: psycopg.Connection, dataset: Dataset, b: Batch, payloads: Staged, _: str) -> None:
         with conn.transaction():
             conn.execute("SET LOCAL synchronous_commit = off")
             replace_window(conn, dataset, b, payloads, target=lambda t: _staged(schema, t))
@@ -173,13 +174,7 @@ def missing_batches(conn: psycopg.Connection, ds: Dataset, schema: str, plan: Se
 def _staged_counts(
     conn: psycopg.Connection, ds: Dataset, schema: str, windows: Sequence[tuple[datetime, datetime]]
 ) -> list[dict[str, int]]:
-    staged = Dataset(
-        name=ds.name,
-        tables=tuple(
-            Hypertable(t.name, t.time_column, t.columns, t.chunk_interval, schema=schema) for t in ds.tables
-        ),
-        source_factory=ds.source_factory,
-    )
+    staged = ds.with_tables([replace(t, schema=schema) for t in ds.tables])
     return window_counts(conn, staged, windows)
 
 
@@ -219,6 +214,7 @@ def _publish(connect: ConnectionFactory, summary: Mapping[str, Any], batches: Se
     end = parse_instant(summary["end"])
     run_id = summary["run_id"]
     with connect() as conn:
+        ds = resolve(conn, ds)
         with conn.transaction():
             conn.execute("SET LOCAL synchronous_commit = on")
             row = conn.execute(

@@ -19,11 +19,13 @@ from typing import Any
 
 from tidemark import cursors, datasets, ledger
 from tidemark.connection import ConnectionFactory
+from tidemark.datasets import Dataset
 from tidemark.errors import InvalidInput, TidemarkError
-from tidemark.loader import encode_batch, replace_window, row_counts
+from tidemark.sources import base as sources
+from tidemark.loader import replace_window, row_counts, staged_window
 from tidemark.planner import Batch
 from tidemark.runs import STALE_AFTER
-from tidemark.schema import ensure_schema
+from tidemark.schema import ensure_schema, resolve
 from tidemark.timeparse import format_interval, parse_interval
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ def decide(
     connect: ConnectionFactory,
     dataset: str,
     *,
-    tip: datetime,
+    tip: datetime | None,
     unit: str | timedelta,
     threshold: str | timedelta,
     catchup_batch_interval: str,
@@ -80,6 +82,7 @@ def decide(
     ``catchup_state`` tells the Airflow state of a catchup run by run id (None
     if there is none): live asks about the run it would trigger for the
     current cursor, so it never triggers twice nor skips past a failed one.
+    ``tip`` None means: ask the dataset's sources how far their data reaches.
     """
     ds = datasets.get(dataset)
     unit_td = parse_interval(unit)
@@ -87,7 +90,9 @@ def decide(
     if threshold_td < unit_td:
         raise InvalidInput(f"lag threshold {format_interval(threshold_td)} must be at least one unit ({format_interval(unit_td)})")
     with connect() as conn:
-        ensure_schema(conn, ds)
+        ds = ensure_schema(conn, ds)
+        if tip is None:
+            tip = source_tip(ds)
         cursor = cursors.position(conn, ds.name)
         if cursor is None:
             start = _floor(tip, unit_td)
@@ -125,6 +130,20 @@ def decide(
     return Decision("ingest", ds.name, cursor, tip, f"lag {format_interval(lag)}: ingesting {units} unit(s)")
 
 
+def source_tip(ds: Dataset) -> datetime:
+    """How far the dataset's data reaches: the least advanced of its sources' tips."""
+    tips = []
+    for source, tables in ds.feeds():
+        t = sources.tip(source, tables)
+        if t is None:
+            raise InvalidInput(
+                f"dataset {ds.name!r}: its source ({sources.describe(source)}) cannot tell how far its data reaches "
+                "(sql: add tip_query or make the query work over any window; python: add tip); or pass the tip param"
+            )
+        tips.append(t)
+    return min(tips)
+
+
 def _floor(t: datetime, unit: timedelta) -> datetime:
     epoch = datetime(2000, 1, 1, tzinfo=t.tzinfo)
     return epoch + ((t - epoch) // unit) * unit
@@ -144,6 +163,7 @@ def ingest(
     unit_td = parse_interval(unit)
     done: list[dict[str, Any]] = []
     with connect() as conn:
+        ds = resolve(conn, ds)
         cursor = cursors.position(conn, ds.name)
         if cursor is None:
             raise CursorConflict(f"dataset {ds.name!r} has no live cursor; run the decide step first")
@@ -151,17 +171,17 @@ def ingest(
             if cursor + unit_td > tip:
                 break
             batch = Batch(len(done), cursor, cursor + unit_td)
-            payloads = encode_batch(ds, batch)
-            with conn.transaction():  # synchronous_commit stays on: live units are durable one by one
-                replace_window(conn, ds, batch, payloads)
-                ledger.record(conn, ds.name, batch.start, batch.end, row_counts(payloads), run_id)
-                if not cursors.compare_and_swap(conn, ds.name, batch.start, batch.end, by=run_id):
-                    raise CursorConflict(
-                        f"dataset {ds.name!r}: cursor is no longer at {batch.start.isoformat()} (a catchup published "
-                        "or another writer moved it); this unit was rolled back"
-                    )
-            done.append({"start": batch.start.isoformat(), "end": batch.end.isoformat(), "rows": row_counts(payloads)})
-            log.info("live %s: ingested [%s, %s) %s", ds.name, batch.start.isoformat(), batch.end.isoformat(),
-                     row_counts(payloads))
+            with staged_window(ds, batch) as staged:  # read before the transaction opens
+                with conn.transaction():  # synchronous_commit stays on: live units are durable one by one
+                    replace_window(conn, ds, batch, staged)
+                    ledger.record(conn, ds.name, batch.start, batch.end, row_counts(staged), run_id)
+                    if not cursors.compare_and_swap(conn, ds.name, batch.start, batch.end, by=run_id):
+                        raise CursorConflict(
+                            f"dataset {ds.name!r}: cursor is no longer at {batch.start.isoformat()} (a catchup "
+                            "published or another writer moved it); this unit was rolled back"
+                        )
+                counts = row_counts(staged)
+            done.append({"start": batch.start.isoformat(), "end": batch.end.isoformat(), "rows": counts})
+            log.info("live %s: ingested [%s, %s) %s", ds.name, batch.start.isoformat(), batch.end.isoformat(), counts)
             cursor = batch.end
     return {"dataset": ds.name, "units": done, "cursor": cursor.isoformat()}

@@ -1,17 +1,22 @@
 """Loading one batch window into the hypertables, replay-safe and fast.
 
-One transaction per batch: delete the window's rows, COPY the source's rows,
-record the ledger entry, commit with ``synchronous_commit = off``. The delete
-makes a replay (task retry, rerun after a crash) converge instead of
-duplicating; the asynchronous commit trades the last few batches' durability
-for speed, which the backfill's final verification wins back.
+The window is read from its sources and encoded first, into spools (see
+``tidemark.encoding``), outside any transaction: the source is read once
+however often the write is retried, and the target is held only while the
+bytes stream in. Then one transaction per batch: delete the window's rows,
+COPY the payloads, record the ledger entry, commit with
+``synchronous_commit = off``. The delete makes a replay (task retry, rerun
+after a crash) converge instead of duplicating; the asynchronous commit
+trades the last few batches' durability for speed, which the backfill's
+final verification wins back.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -21,15 +26,21 @@ from psycopg import sql
 
 from tidemark import faults, ledger
 from tidemark.connection import ConnectionFactory, DatabaseUnreachable
-from tidemark.copybuffer import encode_rows
 from tidemark.datasets import Dataset, Hypertable
+from tidemark.encoding import BadRow, TablePayloads, encode_window
 from tidemark.planner import Batch
-from tidemark.schema import table_ident
+from tidemark.schema import resolve, table_ident
 
 log = logging.getLogger(__name__)
 
+Staged = dict[str, TablePayloads]
+
 # Worth another attempt: the same statement may well succeed a moment later.
 _TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
+
+
+class ValueRefused(BadRow):
+    """The database refused a value the source produced (bad syntax, out of range, too long)."""
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -63,62 +74,85 @@ class BatchResult:
         return d
 
 
-def encode_batch(dataset: Dataset, batch: Batch) -> dict[str, tuple[bytes, int]]:
-    source = dataset.source()
-    return {
-        t.name: encode_rows(t, source.rows(t.name, batch.start, batch.end), batch.start, batch.end) for t in dataset.tables
-    }
+@contextmanager
+def staged_window(dataset: Dataset, batch: Batch) -> Iterator[Staged]:
+    """Read and encode every source of the dataset for the window; the spools live while the block runs."""
+    staged: Staged = {}
+    try:
+        for source, tables in dataset.feeds():
+            staged.update(encode_window(dataset.name, tables, source.read(tables, batch.start, batch.end),
+                                        batch.start, batch.end))
+        yield staged
+    finally:
+        for payloads in staged.values():
+            payloads.close()
+
+
+def _copy_statement(target: sql.Composable, table: Hypertable, fmt: str) -> sql.Composed:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    options = sql.SQL(" (FORMAT csv)") if fmt == "csv" else sql.SQL("")
+    return sql.SQL("COPY {} ({}) FROM STDIN{}").format(target, cols, options)
 
 
 def replace_window(
     conn: psycopg.Connection,
     dataset: Dataset,
     batch: Batch,
-    payloads: dict[str, tuple[bytes, int]],
+    staged: Staged,
     target: Callable[[Hypertable], sql.Composable] = table_ident,
 ) -> None:
-    """Delete the window's rows and COPY the payloads, inside the caller's transaction.
+    """Delete the window's rows and COPY the staged payloads, inside the caller's transaction.
 
     ``target`` maps each hypertable to the relation written: the hypertable
     itself, or a catchup's staging table.
     """
     with conn.cursor() as cur:
         for table in dataset.tables:
-            payload, _ = payloads[table.name]
             time_col = sql.Identifier(table.time_column)
             cur.execute(
                 sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(target(table), time_col, time_col),
                 (batch.start, batch.end),
             )
-            if payload:
-                copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    target(table), sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
-                )
-                with cur.copy(copy_sql) as copy:
-                    half = payload.rfind(b"\n", 0, len(payload) // 2) + 1
-                    copy.write(payload[:half])
-                    faults.pause("insert_batch.mid_copy", batch.index)  # drills: kill the client mid-COPY
-                    copy.write(payload[half:])
+            for payload in staged[table.name].parts.values():
+                if not payload.rows:
+                    continue
+                piece = max(64 * 1024, min(1024 * 1024, payload.size // 2 + 1))
+                try:
+                    with cur.copy(_copy_statement(target(table), table, payload.format)) as copy:
+                        for n, chunk in enumerate(payload.chunks(piece)):
+                            copy.write(chunk)
+                            if n == 0:
+                                faults.pause("insert_batch.mid_copy", batch.index)  # drills: kill the client mid-COPY
+                except psycopg.errors.DataError as exc:
+                    diag = exc.diag
+                    raise ValueRefused(
+                        f"dataset {dataset.name!r}, table {table.qualified}, window [{batch.start.isoformat()}, "
+                        f"{batch.end.isoformat()}): the database refused a value: {diag.message_primary}"
+                        + (f" ({diag.context.strip()})" if diag.context else "")
+                        + "; nothing of this batch was written"
+                    ) from None
+                except psycopg.errors.IntegrityError as exc:
+                    exc.add_note(f"dataset {dataset.name!r}, table {table.qualified}, window "
+                                 f"[{batch.start.isoformat()}, {batch.end.isoformat()})")
+                    raise
 
 
-def row_counts(payloads: dict[str, tuple[bytes, int]]) -> dict[str, int]:
-    return {name: n for name, (_, n) in payloads.items()}
+def row_counts(staged: Staged) -> dict[str, int]:
+    return {name: payloads.rows for name, payloads in staged.items()}
 
 
-def write_batch(
-    conn: psycopg.Connection, dataset: Dataset, batch: Batch, payloads: dict[str, tuple[bytes, int]], run_id: str
-) -> None:
+def write_batch(conn: psycopg.Connection, dataset: Dataset, batch: Batch, staged: Staged, run_id: str) -> None:
     """A backfill batch's single transaction (the caller's connection must be in autocommit mode)."""
     with conn.transaction():
         conn.execute("SET LOCAL synchronous_commit = off")
-        replace_window(conn, dataset, batch, payloads)
+        replace_window(conn, dataset, batch, staged)
         faults.check("insert_batch.before_commit", batch.index)
-        ledger.record(conn, dataset.name, batch.start, batch.end, row_counts(payloads), run_id)
+        ledger.record(conn, dataset.name, batch.start, batch.end, row_counts(staged), run_id)
     faults.pause("insert_batch.pause_after_commit", batch.index)
     faults.check("insert_batch.after_commit", batch.index)
 
 
-Writer = Callable[[psycopg.Connection, Dataset, Batch, "dict[str, tuple[bytes, int]]", str], None]
+Writer = Callable[[psycopg.Connection, Dataset, Batch, Staged, str], None]
 
 
 def load_batch(
@@ -131,30 +165,35 @@ def load_batch(
     backoff_seconds: float = 0.5,
     writer: Writer = write_batch,
 ) -> BatchResult:
-    """Encode the batch's rows, then write them with ``writer``, retrying transient errors.
+    """Read and encode the batch's rows, then write them with ``writer``, retrying transient errors.
 
-    Encoding happens once, before any transaction: a retry re-sends the same bytes.
+    Reading happens once, before any transaction: a retry re-sends the same bytes.
     """
     t0 = time.perf_counter()
-    payloads = encode_batch(dataset, batch)
-    t_generated = time.perf_counter()
-    for attempt in range(1, attempts + 1):
-        try:
-            with connect() as conn:
-                writer(conn, dataset, batch, payloads, run_id)
-            break
-        except Exception as exc:
-            if attempt == attempts or not is_transient(exc):
-                raise
-            delay = backoff_seconds * 2 ** (attempt - 1)
-            log.warning("batch %s attempt %d failed transiently (%s); retrying in %.1fs", batch.index, attempt, exc, delay)
-            time.sleep(delay)
+    if not dataset.resolved:
+        with connect() as conn:
+            dataset = resolve(conn, dataset)
+    with staged_window(dataset, batch) as staged:
+        t_generated = time.perf_counter()
+        for attempt in range(1, attempts + 1):
+            try:
+                with connect() as conn:
+                    writer(conn, dataset, batch, staged, run_id)
+                break
+            except Exception as exc:
+                if attempt == attempts or not is_transient(exc):
+                    raise
+                delay = backoff_seconds * 2 ** (attempt - 1)
+                log.warning("batch %s attempt %d failed transiently (%s); retrying in %.1fs", batch.index, attempt, exc,
+                            delay)
+                time.sleep(delay)
+        counts = row_counts(staged)
     t_done = time.perf_counter()
     return BatchResult(
         index=batch.index,
         start=batch.start,
         end=batch.end,
-        rows=row_counts(payloads),
+        rows=counts,
         seconds=round(t_done - t0, 3),
         generate_seconds=round(t_generated - t0, 3),
         db_seconds=round(t_done - t_generated, 3),

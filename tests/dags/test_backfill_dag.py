@@ -15,6 +15,7 @@ from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
 from tidemark import compressor
 from tidemark.connection import connect
 from tidemark.datasets import Dataset
+from tidemark.verifier import source_counts
 
 UTC = timezone.utc
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "tidemark_backfill.py"
@@ -108,7 +109,7 @@ def test_backfill_end_to_end_exact_compressed_and_idempotent(registered_dataset:
     start = datetime(2024, 2, 1, tzinfo=UTC)
     run = dag.test(run_conf=conf(registered_dataset, start, 24))
     assert run.state == "success"
-    expected = registered_dataset.source().expected_counts(start, start + timedelta(hours=24))
+    expected = source_counts(registered_dataset, start, start + timedelta(hours=24))
     with connect(dsn) as conn:
         assert rows_in(conn, registered_dataset, start, start + timedelta(hours=24)) == expected
         assert duplicate_keys(conn, registered_dataset) == NO_DUPLICATES
@@ -137,7 +138,7 @@ def test_scheduled_run_loads_its_data_interval(registered_dataset: Dataset, airf
     assert (run.data_interval_start, run.data_interval_end) == (day - timedelta(days=1), day)
     with connect(dsn) as conn:
         assert rows_in(conn, registered_dataset, day - timedelta(days=2), day + timedelta(days=1)) == \
-            registered_dataset.source().expected_counts(day - timedelta(days=1), day)
+            source_counts(registered_dataset, day - timedelta(days=1), day)
         assert report_of(conn, registered_dataset)["batches"]["windows"] == 4
 
 
@@ -176,7 +177,7 @@ def test_failed_batch_stalls_compression_fails_the_run_and_resumes(
     monkeypatch.delenv("TIDEMARK_FAULTS")
     resumed = dag.test(run_conf=conf(registered_dataset, start, 24))
     assert resumed.state == "success"
-    expected = registered_dataset.source().expected_counts(start, start + timedelta(hours=24))
+    expected = source_counts(registered_dataset, start, start + timedelta(hours=24))
     with connect(dsn) as conn:
         assert rows_in(conn, registered_dataset, start, start + timedelta(hours=24)) == expected
         assert duplicate_keys(conn, registered_dataset) == NO_DUPLICATES

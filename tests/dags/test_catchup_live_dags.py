@@ -13,6 +13,7 @@ from tests.dags.test_backfill_dag import load_dag
 from tidemark import cursors, datasets
 from tidemark.connection import connect
 from tidemark.datasets import Dataset
+from tidemark.verifier import source_counts
 
 UTC = timezone.utc
 START = datetime(2024, 7, 1, tzinfo=UTC)
@@ -37,7 +38,7 @@ def test_catchup_dag_publishes_all_at_once(registered_dataset: Dataset, airflow_
     end = START + timedelta(hours=3)
     run = load_dag("tidemark_catchup").test(run_conf=catchup_conf(registered_dataset))
     assert run.state == "success"
-    assert counts(dsn, registered_dataset, START, end) == registered_dataset.source().expected_counts(START, end)
+    assert counts(dsn, registered_dataset, START, end) == source_counts(registered_dataset, START, end)
     assert cursor(dsn, registered_dataset) == end
     with connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'tidemark_stage_%%'"
@@ -56,7 +57,7 @@ def test_catchup_dag_with_a_failed_batch_publishes_nothing_then_resumes(
     assert cursor(dsn, registered_dataset) == START
     monkeypatch.delenv("TIDEMARK_FAULTS")
     assert dag.test(run_conf=catchup_conf(registered_dataset)).state == "success"
-    assert counts(dsn, registered_dataset, START, end) == registered_dataset.source().expected_counts(START, end)
+    assert counts(dsn, registered_dataset, START, end) == source_counts(registered_dataset, START, end)
     assert cursor(dsn, registered_dataset) == end
 
 
@@ -83,7 +84,7 @@ def test_live_dag_ingests_below_threshold_and_hands_over_above(
     assert cursor(dsn, live_dataset) == START + timedelta(minutes=10)
     assert dag.test(run_conf={**base, "tip": (START + timedelta(minutes=16)).isoformat()}).state == "success"
     assert cursor(dsn, live_dataset) == START + timedelta(minutes=15)
-    assert counts(dsn, live_dataset, START, START + timedelta(hours=3)) == live_dataset.source().expected_counts(
+    assert counts(dsn, live_dataset, START, START + timedelta(hours=3)) == source_counts(live_dataset, 
         START, START + timedelta(minutes=15)
     )
 

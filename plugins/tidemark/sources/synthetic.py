@@ -18,14 +18,18 @@ to keep generation well above the bulk loader's appetite.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+import functools
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tidemark.errors import InvalidInput
 from tidemark.timeparse import parse_instant
 
-__all__ = ["COLUMNS", "PERIOD", "TABLES", "LedgerSource"]
+if TYPE_CHECKING:
+    from tidemark.datasets import Hypertable
+
+__all__ = ["COLUMNS", "PERIOD", "TABLES", "LedgerSource", "SyntheticLedgers", "ledger_source"]
 
 PERIOD = 1009  # ledgers per repeat of the count/gap pattern; prime to avoid aliasing with hours/days
 _MEAN_GAP_MS = 5_000
@@ -348,3 +352,41 @@ class LedgerSource:
                 seen.add(account)
                 accounts.append(account)
         return tuple(accounts)
+
+
+class SyntheticLedgers:
+    """The ledger stream as a Tidemark source: one object feeds all three tables, counts exactly.
+
+    Its tip is now: the stream is unbounded, like a live chain.
+    """
+
+    def __init__(self, seed: int = 42) -> None:
+        self.seed = seed
+        self._stream: LedgerSource | None = None
+
+    @property
+    def stream(self) -> LedgerSource:
+        # Built on first use (~0.1 s), not at DAG parse time.
+        if self._stream is None:
+            self._stream = LedgerSource(seed=self.seed)
+        return self._stream
+
+    def read(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> Iterator[tuple[str, Any]]:
+        for table in tables:
+            yield table.name, self.stream.rows(table.name, start, end)
+
+    def expected_counts(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> dict[str, int]:
+        counts = self.stream.expected_counts(start, end)
+        return {t.name: counts[t.name] for t in tables}
+
+    def tip(self, tables: Sequence[Hypertable]) -> datetime:
+        return datetime.now(_UTC)
+
+    def describe(self) -> str:
+        return f"synthetic ledger stream (seed {self.seed})"
+
+
+@functools.lru_cache(maxsize=8)
+def ledger_source(seed: int = 42) -> SyntheticLedgers:
+    """One source per seed and process: its period tables are built once, and it only reads them after."""
+    return SyntheticLedgers(seed)
