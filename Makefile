@@ -16,7 +16,7 @@ AIRFLOW_ENV = AIRFLOW_HOME=$(CURDIR)/.tidemark/airflow \
 	AIRFLOW_CONN_TIDEMARK_TIMESCALE=postgresql://postgres:postgres@127.0.0.1:$(TIDEMARK_DB_PORT)/postgres \
 	PYTHONPATH=$(CURDIR)/plugins
 
-.PHONY: help setup test test-unit demo airflow bench db-start db-stop db-status clean
+.PHONY: help setup pg-setup test test-unit demo airflow bench db-start db-stop db-status clean
 
 help:
 	@echo "make demo    - set up, start the embedded TimescaleDB and run tidemark_backfill; prints the report"
@@ -26,7 +26,22 @@ help:
 	@echo "make db-start | db-stop | db-status - manage the embedded engine (TIDEMARK_DB_PORT=$(TIDEMARK_DB_PORT))"
 
 # Idempotent: each stamp is rebuilt only when its inputs change.
-setup: $(VENV)/.stamp embedded/node_modules/.stamp
+setup: $(VENV)/.stamp embedded/node_modules/.stamp pg-setup
+
+# Debian's PostgreSQL 15 server (embedded/pgctl: Airflow's metadata DB for `make airflow` and the
+# real-scheduler tests). Installed only where it is missing; no system cluster is created or started.
+PG_BIN ?= /usr/lib/postgresql/15/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+pg-setup:
+	@if [ ! -x $(PG_BIN)/initdb ]; then \
+	  echo "installing postgresql-15 (apt-get)"; \
+	  $(SUDO) mkdir -p /etc/postgresql-common; \
+	  [ -f /etc/postgresql-common/createcluster.conf ] || echo 'create_main_cluster = false' | $(SUDO) tee /etc/postgresql-common/createcluster.conf >/dev/null; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    -o Dpkg::Options::=--force-confold postgresql-15 >/dev/null; \
+	fi
+	@test -x $(PG_BIN)/initdb || { echo "postgresql-15 is not installed ($(PG_BIN)/initdb missing)"; exit 1; }
 
 $(VENV)/.stamp: requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
