@@ -48,17 +48,18 @@ from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, 
 from airflow.sdk.exceptions import AirflowFailException
 
 from tidemark import airflow_adapter as af
-from tidemark import backfill
+from tidemark import backfill, settings
 from tidemark.planner import Batch
 from tidemark.report import format_report
 
 log = logging.getLogger("tidemark.dag")
 
-MAX_PARALLEL_BATCHES = int(af.setting("TIDEMARK_MAX_PARALLEL_BATCHES", "4"))
-POKE_INTERVAL = float(af.setting("TIDEMARK_POKE_INTERVAL", "10"))  # >= 10 s under the scheduler (apache/airflow#71172)
-RETRY_DELAY = timedelta(seconds=float(af.setting("TIDEMARK_RETRY_DELAY", "5")))
-MAX_BATCHES_AHEAD = int(af.setting("TIDEMARK_MAX_BATCHES_AHEAD", str(MAX_PARALLEL_BATCHES)))  # 0: no backpressure
-WAIT_INTERVAL = float(af.setting("TIDEMARK_WAIT_INTERVAL", str(POKE_INTERVAL)))
+SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
+MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
+POKE_INTERVAL = SETTINGS.poke_interval  # >= 10 s under the scheduler (apache/airflow#71172)
+RETRY_DELAY = SETTINGS.retry_delay
+MAX_BATCHES_AHEAD = SETTINGS.max_batches_ahead  # 0: no backpressure
+WAIT_INTERVAL = SETTINGS.wait_interval
 
 
 @dag(

@@ -31,21 +31,22 @@ restarted and staging is gone or partial, publish refuses and names the batches 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tidemark import airflow_adapter as af
-from tidemark import catchup
+from tidemark import catchup, settings
 from tidemark.backfill import BackfillRequest
 from tidemark.planner import Batch
 
 log = logging.getLogger("tidemark.dag")
 
-MAX_PARALLEL_BATCHES = int(af.setting("TIDEMARK_MAX_PARALLEL_BATCHES", "4"))
-RETRY_DELAY = timedelta(seconds=float(af.setting("TIDEMARK_RETRY_DELAY", "5")))
+SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
+MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
+RETRY_DELAY = SETTINGS.retry_delay
 
 
 @dag(

@@ -7,12 +7,12 @@ a DAG file can be imported without a database or an Airflow connection.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from psycopg.conninfo import make_conninfo
 
+from tidemark import timeparse
 from tidemark.connection import ConnectionFactory, DatabaseUnreachable, connect
 from tidemark.errors import InvalidInput
 
@@ -65,9 +65,7 @@ def fail_fast(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-INTERVAL_PATTERN = (
-    r"^\s*([0-9]+(\.[0-9]+)?\s*[A-Za-z]+[\s,]*)+$|^\s*P[0-9TDHMSW.]+\s*$|^\s*[0-9]+:[0-9]{2}(:[0-9]{2})?\s*$"
-)
+INTERVAL_PATTERN = timeparse.INTERVAL_PATTERN  # the parser's own grammar, so form and parser agree
 
 
 def range_params(*, empty_range_means: str | None, default_interval: str) -> dict[str, Any]:
@@ -190,7 +188,3 @@ def set_map_label(label: str) -> None:
 
     get_current_context()["batch_label"] = label  # rendered by map_index_template="{{ batch_label }}"
 
-
-def setting(name: str, default: str) -> str:
-    """Deployment knobs from the environment (read at parse time: no database involved)."""
-    return os.environ.get(name, default)
