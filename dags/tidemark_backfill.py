@@ -57,7 +57,6 @@ log = logging.getLogger("tidemark.dag")
 SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
 MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
 POKE_INTERVAL = SETTINGS.poke_interval  # >= 10 s under the scheduler (apache/airflow#71172)
-RETRY_DELAY = SETTINGS.retry_delay
 MAX_BATCHES_AHEAD = SETTINGS.max_batches_ahead  # 0: no backpressure
 WAIT_INTERVAL = SETTINGS.wait_interval
 
@@ -71,6 +70,7 @@ WAIT_INTERVAL = SETTINGS.wait_interval
     catchup=False,
     max_active_runs=4,
     tags=["tidemark", "timescaledb"],
+    default_args=SETTINGS.task_retries(),  # every task: TIDEMARK_RETRIES after TIDEMARK_RETRY_DELAY
     params={
         **af.range_params(empty_range_means="the run's data interval", default_interval="3 hours"),
         "dry_run": Param(
@@ -96,8 +96,6 @@ def tidemark_backfill() -> None:
     @task(
         task_display_name="Insert batch",
         map_index_template="{{ batch_label }}",
-        retries=2,
-        retry_delay=RETRY_DELAY,
         max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES,
     )
     @af.fail_fast
@@ -122,8 +120,6 @@ def tidemark_backfill() -> None:
         mode="reschedule",
         poke_interval=POKE_INTERVAL,
         timeout=timedelta(days=2).total_seconds(),
-        retries=2,
-        retry_delay=RETRY_DELAY,
     )
     def progressive_recompress(batches: list, summary: dict) -> PokeReturnValue:
         if summary.get("dry_run") or not batches:
@@ -140,7 +136,7 @@ def tidemark_backfill() -> None:
             raise AirflowFailException(backfill.failure_message(summary, outcome.failed, batches))
         return PokeReturnValue(is_done=outcome.done)
 
-    @task(task_display_name="Finalize: verify, compress, report", trigger_rule="all_done", retries=1)
+    @task(task_display_name="Finalize: verify, compress, report", trigger_rule="all_done")
     def finalize() -> dict:
         planned = af.pull("plan", key="summary")
         batches = af.pull("plan") or []

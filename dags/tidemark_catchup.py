@@ -46,7 +46,6 @@ log = logging.getLogger("tidemark.dag")
 
 SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
 MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
-RETRY_DELAY = SETTINGS.retry_delay
 
 
 @dag(
@@ -58,6 +57,7 @@ RETRY_DELAY = SETTINGS.retry_delay
     catchup=False,
     max_active_runs=1,
     tags=["tidemark", "timescaledb"],
+    default_args=SETTINGS.task_retries(),  # every task: TIDEMARK_RETRIES after TIDEMARK_RETRY_DELAY
     params=af.range_params(empty_range_means=None, default_interval="15 minutes"),
 )
 def tidemark_catchup() -> None:
@@ -75,8 +75,6 @@ def tidemark_catchup() -> None:
     @task(
         task_display_name="Stage batch",
         map_index_template="{{ batch_label }}",
-        retries=2,
-        retry_delay=RETRY_DELAY,
         max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES,
     )
     @af.fail_fast
@@ -84,7 +82,7 @@ def tidemark_catchup() -> None:
         af.set_map_label(Batch.from_dict(batch).label)
         return catchup.stage_batch(af.connection_factory(), summary, batch)
 
-    @task(task_display_name="Publish in one transaction", trigger_rule="all_done", retries=1, retry_delay=RETRY_DELAY)
+    @task(task_display_name="Publish in one transaction", trigger_rule="all_done")
     def publish() -> dict:
         summary = af.pull("plan", key="summary")
         if summary is None:

@@ -47,6 +47,7 @@ def _tip(params: dict) -> datetime:
     catchup=False,
     max_active_runs=1,
     tags=["tidemark", "timescaledb"],
+    default_args=SETTINGS.task_retries(),  # every task: TIDEMARK_RETRIES after TIDEMARK_RETRY_DELAY
     params={
         "dataset": Param("ledgers", type="string", enum=datasets.names(), title="Dataset",
                          description="The dataset to keep current."),
