@@ -42,6 +42,8 @@ def connection_factory(conn_id: str = CONN_ID) -> ConnectionFactory:
     hook: Any = None
 
     def open_connection() -> psycopg.Connection:
+        from airflow.sdk.exceptions import AirflowOptionalProviderFeatureException
+
         nonlocal hook
         if hook is None:
             hook = _hook(conn_id)
@@ -53,11 +55,11 @@ def connection_factory(conn_id: str = CONN_ID) -> ConnectionFactory:
             text = redact(str(exc)).strip()
             first_line = text.splitlines()[0] if text else type(exc).__name__
             raise DatabaseUnreachable(f"cannot connect to the database ({label}): {first_line}") from None
-        except ImportError as exc:  # IAM extras need the amazon (or microsoft.azure) provider
+        except (ImportError, AirflowOptionalProviderFeatureException) as exc:  # IAM extras need another provider
             raise DatabaseUnreachable(
-                f"cannot connect to the database ({label}): its extras ask for IAM authentication, which needs "
-                f"an Airflow provider that is not installed ({exc.name or exc}); install "
-                "apache-airflow-providers-amazon (RDS, Aurora, Redshift) or apache-airflow-providers-microsoft-azure"
+                f"cannot connect to the database ({label}): its extras ask for IAM authentication, which needs an "
+                f"Airflow provider that is not installed: {exc}; install apache-airflow-providers-amazon (RDS, Aurora, "
+                "Redshift) or apache-airflow-providers-microsoft-azure"
             ) from None
         if not isinstance(conn, psycopg.Connection):
             conn.close()
