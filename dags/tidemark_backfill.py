@@ -17,7 +17,8 @@ Loads a historical time range of a dataset into its TimescaleDB hypertables **at
    behind it. Poke interval: `TIDEMARK_POKE_INTERVAL` seconds (default 10).
 4. **Finalize** makes the load durable (one synchronous commit), verifies every window against the
    ledger and the source (reloading any batch whose asynchronous commit was lost), compresses the
-   remaining boundary chunks, restores the compression policies and publishes the report.
+   remaining boundary chunks, restores the compression policies, refreshes the continuous aggregates over
+   the window and publishes the report. Plan refuses a window behind a retention policy's horizon.
    If anything upstream failed it compresses nothing more and the run **fails**.
 
 ## Params
@@ -26,6 +27,8 @@ Loads a historical time range of a dataset into its TimescaleDB hypertables **at
   (scheduled runs and `airflow backfill create`).
 * `batch_interval` - batch size as time, e.g. `3 hours`, `1 day`, `30 minutes` (at most 1,024 batches).
 * `dry_run` - plan and report only; nothing is written.
+* `allow_older_than_retention` - load a window reaching behind a hypertable's retention horizon anyway
+  (refused by default: the retention policy would silently delete it).
 
 ## Resume
 Clear the failed task instances of the run (Grid view: select > Clear; or REST
@@ -78,6 +81,13 @@ WAIT_INTERVAL = SETTINGS.wait_interval
             type="boolean",
             title="Dry run",
             description="Plan and report only: nothing is written to the database.",
+        ),
+        "allow_older_than_retention": Param(
+            False,
+            type="boolean",
+            title="Load history older than a retention policy keeps",
+            description="A hypertable's retention policy (drop_after) deletes chunks older than its horizon on its "
+            "next run. By default a window reaching behind it is refused; true loads it anyway.",
         ),
     },
 )
