@@ -17,7 +17,8 @@ Loads a historical time range of a dataset into its TimescaleDB hypertables **at
    behind it. Poke interval: `TIDEMARK_POKE_INTERVAL` seconds (default 10).
 4. **Finalize** makes the load durable (one synchronous commit), verifies every window against the
    ledger and the source (reloading any batch whose asynchronous commit was lost), compresses the
-   remaining boundary chunks, restores the compression policies and publishes the report.
+   remaining boundary chunks, restores the compression policies, refreshes the continuous aggregates over
+   the window and publishes the report. Plan refuses a window behind a retention policy's horizon.
    If anything upstream failed it compresses nothing more and the run **fails**.
 
 ## Params
@@ -26,6 +27,8 @@ Loads a historical time range of a dataset into its TimescaleDB hypertables **at
   (scheduled runs and `airflow backfill create`).
 * `batch_interval` - batch size as time, e.g. `3 hours`, `1 day`, `30 minutes` (at most 1,024 batches).
 * `dry_run` - plan and report only; nothing is written.
+* `allow_older_than_retention` - load a window reaching behind a hypertable's retention horizon anyway
+  (refused by default: the retention policy would silently delete it).
 
 ## Resume
 Clear the failed task instances of the run (Grid view: select > Clear; or REST
@@ -48,17 +51,17 @@ from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, 
 from airflow.sdk.exceptions import AirflowFailException
 
 from tidemark import airflow_adapter as af
-from tidemark import backfill
+from tidemark import backfill, settings
 from tidemark.planner import Batch
 from tidemark.report import format_report
 
 log = logging.getLogger("tidemark.dag")
 
-MAX_PARALLEL_BATCHES = int(af.setting("TIDEMARK_MAX_PARALLEL_BATCHES", "4"))
-POKE_INTERVAL = float(af.setting("TIDEMARK_POKE_INTERVAL", "10"))  # >= 10 s under the scheduler (apache/airflow#71172)
-RETRY_DELAY = timedelta(seconds=float(af.setting("TIDEMARK_RETRY_DELAY", "5")))
-MAX_BATCHES_AHEAD = int(af.setting("TIDEMARK_MAX_BATCHES_AHEAD", str(MAX_PARALLEL_BATCHES)))  # 0: no backpressure
-WAIT_INTERVAL = float(af.setting("TIDEMARK_WAIT_INTERVAL", str(POKE_INTERVAL)))
+SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
+MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
+POKE_INTERVAL = SETTINGS.poke_interval  # >= 10 s under the scheduler (apache/airflow#71172)
+MAX_BATCHES_AHEAD = SETTINGS.max_batches_ahead  # 0: no backpressure
+WAIT_INTERVAL = SETTINGS.wait_interval
 
 
 @dag(
@@ -70,6 +73,7 @@ WAIT_INTERVAL = float(af.setting("TIDEMARK_WAIT_INTERVAL", str(POKE_INTERVAL)))
     catchup=False,
     max_active_runs=4,
     tags=["tidemark", "timescaledb"],
+    default_args=SETTINGS.task_retries(),  # every task: TIDEMARK_RETRIES after TIDEMARK_RETRY_DELAY
     params={
         **af.range_params(empty_range_means="the run's data interval", default_interval="3 hours"),
         "dry_run": Param(
@@ -77,6 +81,13 @@ WAIT_INTERVAL = float(af.setting("TIDEMARK_WAIT_INTERVAL", str(POKE_INTERVAL)))
             type="boolean",
             title="Dry run",
             description="Plan and report only: nothing is written to the database.",
+        ),
+        "allow_older_than_retention": Param(
+            False,
+            type="boolean",
+            title="Load history older than a retention policy keeps",
+            description="A hypertable's retention policy (drop_after) deletes chunks older than its horizon on its "
+            "next run. By default a window reaching behind it is refused; true loads it anyway.",
         ),
     },
 )
@@ -95,8 +106,6 @@ def tidemark_backfill() -> None:
     @task(
         task_display_name="Insert batch",
         map_index_template="{{ batch_label }}",
-        retries=2,
-        retry_delay=RETRY_DELAY,
         max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES,
     )
     @af.fail_fast
@@ -121,8 +130,6 @@ def tidemark_backfill() -> None:
         mode="reschedule",
         poke_interval=POKE_INTERVAL,
         timeout=timedelta(days=2).total_seconds(),
-        retries=2,
-        retry_delay=RETRY_DELAY,
     )
     def progressive_recompress(batches: list, summary: dict) -> PokeReturnValue:
         if summary.get("dry_run") or not batches:
@@ -139,7 +146,7 @@ def tidemark_backfill() -> None:
             raise AirflowFailException(backfill.failure_message(summary, outcome.failed, batches))
         return PokeReturnValue(is_done=outcome.done)
 
-    @task(task_display_name="Finalize: verify, compress, report", trigger_rule="all_done", retries=1)
+    @task(task_display_name="Finalize: verify, compress, report", trigger_rule="all_done")
     def finalize() -> dict:
         planned = af.pull("plan", key="summary")
         batches = af.pull("plan") or []

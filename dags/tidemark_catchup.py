@@ -31,21 +31,21 @@ restarted and staging is gone or partial, publish refuses and names the batches 
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tidemark import airflow_adapter as af
-from tidemark import catchup
+from tidemark import catchup, settings
 from tidemark.backfill import BackfillRequest
 from tidemark.planner import Batch
 
 log = logging.getLogger("tidemark.dag")
 
-MAX_PARALLEL_BATCHES = int(af.setting("TIDEMARK_MAX_PARALLEL_BATCHES", "4"))
-RETRY_DELAY = timedelta(seconds=float(af.setting("TIDEMARK_RETRY_DELAY", "5")))
+SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
+MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
 
 
 @dag(
@@ -57,6 +57,7 @@ RETRY_DELAY = timedelta(seconds=float(af.setting("TIDEMARK_RETRY_DELAY", "5")))
     catchup=False,
     max_active_runs=1,
     tags=["tidemark", "timescaledb"],
+    default_args=SETTINGS.task_retries(),  # every task: TIDEMARK_RETRIES after TIDEMARK_RETRY_DELAY
     params=af.range_params(empty_range_means=None, default_interval="15 minutes"),
 )
 def tidemark_catchup() -> None:
@@ -74,8 +75,6 @@ def tidemark_catchup() -> None:
     @task(
         task_display_name="Stage batch",
         map_index_template="{{ batch_label }}",
-        retries=2,
-        retry_delay=RETRY_DELAY,
         max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES,
     )
     @af.fail_fast
@@ -83,7 +82,7 @@ def tidemark_catchup() -> None:
         af.set_map_label(Batch.from_dict(batch).label)
         return catchup.stage_batch(af.connection_factory(), summary, batch)
 
-    @task(task_display_name="Publish in one transaction", trigger_rule="all_done", retries=1, retry_delay=RETRY_DELAY)
+    @task(task_display_name="Publish in one transaction", trigger_rule="all_done")
     def publish() -> dict:
         summary = af.pull("plan", key="summary")
         if summary is None:

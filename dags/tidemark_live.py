@@ -26,12 +26,13 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag, get_current_context, task
 
 from tidemark import airflow_adapter as af
-from tidemark import datasets, live
+from tidemark import datasets, live, settings
 from tidemark.timeparse import parse_instant
 
 log = logging.getLogger("tidemark.dag")
 
 CATCHUP_DAG = "tidemark_catchup"
+SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
 
 
 def _tip(params: dict) -> datetime | None:
@@ -42,11 +43,12 @@ def _tip(params: dict) -> datetime | None:
     dag_id=Path(__file__).stem,
     dag_display_name="Tidemark live",
     doc_md=__doc__,
-    schedule=af.setting("TIDEMARK_LIVE_SCHEDULE", "* * * * *"),
+    schedule=SETTINGS.live_schedule,
     start_date=datetime(2024, 1, 1),
     catchup=False,
     max_active_runs=1,
     tags=["tidemark", "timescaledb"],
+    default_args=SETTINGS.task_retries(),  # every task: TIDEMARK_RETRIES after TIDEMARK_RETRY_DELAY
     params={
         "dataset": Param("ledgers", type="string", enum=datasets.names(), title="Dataset",
                          description="The dataset to keep current."),

@@ -46,6 +46,7 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "TIDEMARK_POKE_INTERVAL": "1",
+        "TIDEMARK_RETRY_DELAY": "1",  # every task retries (TIDEMARK_RETRIES, 2): keep the waits short
     }
 )
 

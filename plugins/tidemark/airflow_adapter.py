@@ -7,47 +7,91 @@ a DAG file can be imported without a database or an Airflow connection.
 from __future__ import annotations
 
 import functools
-import os
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from psycopg.conninfo import make_conninfo
+import psycopg
 
-from tidemark.connection import ConnectionFactory, DatabaseUnreachable, connect
-from tidemark.errors import InvalidInput
+from tidemark import timeparse
+from tidemark.connection import ConnectionFactory, DatabaseUnreachable, redact
+from tidemark.errors import InvalidInput, TidemarkError
 
 CONN_ID = "tidemark_timescale"
-_PASSTHROUGH_EXTRAS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "options", "target_session_attrs")
+# What the embedded engine needs and Tidemark's code assumes, whatever the connection's extras say:
+# no server-side prepares (one shared session), autocommit (explicit transaction blocks only).
+_FORCED: dict[str, Any] = {"prepare_threshold": None, "autocommit": True}
+# Defaults the connection's extras may override.
+_DEFAULTS: dict[str, Any] = {"connect_timeout": 10, "application_name": "tidemark"}
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
 
 
 def connection_factory(conn_id: str = CONN_ID) -> ConnectionFactory:
-    """Open connections from the Airflow connection (``AIRFLOW_CONN_TIDEMARK_TIMESCALE``), never from code."""
+    """Open psycopg 3 connections for the Airflow connection ``conn_id`` the way every Postgres task does.
 
-    def open_connection() -> Any:
-        from airflow.sdk import BaseHook
+    The provider's ``PostgresHook`` builds them, so a ``postgres`` connection
+    behaves as users expect from any other Postgres task: ``sslmode`` and the
+    certificate extras, ``options``, ``client_encoding``, IAM authentication
+    for RDS/Aurora/Redshift (``"iam": true`` extras), and any other libpq
+    parameter in the extras. Tidemark adds only what it needs on top (see
+    ``_FORCED``). The Airflow connection is looked up once per factory; every
+    call opens a new connection (IAM tokens are generated per connection).
+    """
+    hook: Any = None
 
+    def open_connection() -> psycopg.Connection:
+        from airflow.sdk.exceptions import AirflowOptionalProviderFeatureException
+
+        nonlocal hook
+        if hook is None:
+            hook = _hook(conn_id)
+        c = hook.connection
+        label = f"Airflow connection {conn_id!r} -> {c.host}:{c.port}/{hook.database or c.schema}"
         try:
-            c = BaseHook.get_connection(conn_id)
-        except Exception as exc:  # noqa: BLE001 - Airflow raises several types for a missing connection
+            conn = hook.get_conn()
+        except psycopg.OperationalError as exc:
+            text = redact(str(exc)).strip()
+            first_line = text.splitlines()[0] if text else type(exc).__name__
+            raise DatabaseUnreachable(f"cannot connect to the database ({label}): {first_line}") from None
+        except (ImportError, AirflowOptionalProviderFeatureException) as exc:  # IAM extras need another provider
             raise DatabaseUnreachable(
-                f"Airflow connection {conn_id!r} is not defined ({type(exc).__name__}); set "
-                f"AIRFLOW_CONN_{conn_id.upper()} or create it in the Airflow UI"
+                f"cannot connect to the database ({label}): its extras ask for IAM authentication, which needs an "
+                f"Airflow provider that is not installed: {exc}; install apache-airflow-providers-amazon (RDS, Aurora, "
+                "Redshift) or apache-airflow-providers-microsoft-azure"
             ) from None
-        extra = c.extra_dejson or {}
-        dbname = c.schema or "postgres"
-        conninfo = make_conninfo(
-            host=c.host or "127.0.0.1",
-            port=c.port or 5432,
-            user=c.login or "postgres",
-            password=c.password or "",
-            dbname=dbname,
-            **{k: str(v) for k, v in extra.items() if k in _PASSTHROUGH_EXTRAS},
-        )
-        return connect(conninfo, label=f"Airflow connection {conn_id!r} -> {c.host}:{c.port}/{dbname}")
+        if not isinstance(conn, psycopg.Connection):
+            conn.close()
+            raise DatabaseUnreachable(
+                f"PostgresHook handed out a {type(conn).__module__} connection for {label}; Tidemark needs psycopg 3 "
+                "(install psycopg and SQLAlchemy 2, as requirements.txt pins them)"
+            )
+        conn.autocommit = True
+        conn.prepare_threshold = None
+        return conn
 
     return open_connection
+
+
+def _hook(conn_id: str) -> Any:
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    class TidemarkPostgresHook(PostgresHook):
+        """PostgresHook with Tidemark's connection options added to whatever the connection's extras say."""
+
+        def _create_connection(self, conn_args: dict[str, Any]) -> Any:
+            return super()._create_connection({**_DEFAULTS, **conn_args, **_FORCED})
+
+    hook = TidemarkPostgresHook(postgres_conn_id=conn_id)
+    try:
+        hook.connection  # noqa: B018 - fetch it now: a missing connection must say so, not fail later
+    except Exception as exc:  # noqa: BLE001 - Airflow raises several types for a missing connection
+        raise DatabaseUnreachable(
+            f"Airflow connection {conn_id!r} is not defined ({type(exc).__name__}); set "
+            f"AIRFLOW_CONN_{conn_id.upper()} or create it in the Airflow UI"
+        ) from None
+    return hook
 
 
 def fail_fast(func: F) -> F:
@@ -65,9 +109,7 @@ def fail_fast(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-INTERVAL_PATTERN = (
-    r"^\s*([0-9]+(\.[0-9]+)?\s*[A-Za-z]+[\s,]*)+$|^\s*P[0-9TDHMSW.]+\s*$|^\s*[0-9]+:[0-9]{2}(:[0-9]{2})?\s*$"
-)
+INTERVAL_PATTERN = timeparse.INTERVAL_PATTERN  # the parser's own grammar, so form and parser agree
 
 
 def range_params(*, empty_range_means: str | None, default_interval: str) -> dict[str, Any]:
@@ -103,24 +145,68 @@ def range_params(*, empty_range_means: str | None, default_interval: str) -> dic
     }
 
 
+class RunStateUnknown(TidemarkError):
+    """Airflow could not say whether a run exists: not the same as "it does not"."""
+
+
 def dagrun_state(dag_id: str, run_id: str) -> str | None:
-    """State of another DAG's run, or None if it does not exist."""
+    """State of another DAG's run, None only if the execution API says definitely that it does not exist.
+
+    Any other failure (API server unreachable or erroring, a refused token,
+    a malformed request) raises RunStateUnknown: treating it as "no such run"
+    would let a caller drop a live run's claim.
+    """
     try:
         return _state_text(_ti().get_dagrun_state(dag_id=dag_id, run_id=run_id))
-    except Exception:  # noqa: BLE001 - the API answers 404 for an unknown run
-        return None
+    except Exception as exc:  # noqa: BLE001 - anything but a definite 404 means "unknown", never "gone"
+        if _definitely_not_found(exc):
+            return None
+        raise RunStateUnknown(f"could not read the state of run {dag_id}/{run_id}: {type(exc).__name__}: {exc}") from exc
+
+
+def _definitely_not_found(exc: BaseException) -> bool:
+    """The execution API's own answer for an unknown run: 404 with reason ``not_found`` (a route miss is not one).
+
+    A task under a supervisor gets the answer as AirflowRuntimeError (the
+    supervisor relays the HTTP error); in-process (``dag.test``) the client's
+    ServerResponseError arrives as is.
+    """
+    from airflow.sdk.api.client import ServerResponseError
+    from airflow.sdk.exceptions import AirflowRuntimeError
+
+    body: Any = None
+    if isinstance(exc, AirflowRuntimeError):
+        detail = exc.error.detail
+        if not isinstance(detail, dict) or detail.get("status_code") != 404:
+            return False
+        body = detail.get("detail")
+    elif isinstance(exc, ServerResponseError):
+        if exc.response.status_code != 404:
+            return False
+        try:
+            body = exc.response.json()
+        except ValueError:
+            return False
+    inner = body.get("detail") if isinstance(body, dict) else None
+    return isinstance(inner, dict) and inner.get("reason") == "not_found"
 
 
 def run_alive(key: str) -> bool:
     """Whether the Tidemark run ``dag_id/run_id`` is still queued or running in Airflow.
 
     A claim that is not an Airflow run key (another loader's) is not ours to
-    judge: it counts as alive until it goes stale.
+    judge: it counts as alive until it goes stale. So does a run whose state
+    Airflow could not tell: the claim stays, and the log says why.
     """
     dag_id, sep, run_id = key.partition("/")
     if not sep:
         return True
-    return dagrun_state(dag_id, run_id) in ("queued", "running")
+    try:
+        state = dagrun_state(dag_id, run_id)
+    except RunStateUnknown as exc:
+        log.warning("%s; counting run %s as alive (its claim stays until it goes stale)", exc, key)
+        return True
+    return state in ("queued", "running")
 
 
 def _ti() -> Any:
@@ -190,7 +276,3 @@ def set_map_label(label: str) -> None:
 
     get_current_context()["batch_label"] = label  # rendered by map_index_template="{{ batch_label }}"
 
-
-def setting(name: str, default: str) -> str:
-    """Deployment knobs from the environment (read at parse time: no database involved)."""
-    return os.environ.get(name, default)

@@ -47,6 +47,7 @@ class BackfillRequest:
     end: datetime
     batch_interval: timedelta
     dry_run: bool = False
+    allow_older_than_retention: bool = False  # load history a retention policy will drop (explicit opt-in)
 
     @classmethod
     def from_params(
@@ -66,7 +67,8 @@ class BackfillRequest:
         end = parse_instant(end_raw)
         interval = parse_interval(params.get("batch_interval") or "6 hours")
         plan_batches(start, end, interval)  # range, interval and batch-count checks, before any write
-        return cls(name, start, end, interval, bool(params.get("dry_run", False)))
+        return cls(name, start, end, interval, bool(params.get("dry_run", False)),
+                   params.get(policies.ALLOW_PARAM, False) is True)
 
     def describe(self) -> str:
         return (
@@ -92,6 +94,8 @@ def plan_run(
     """
     ds = datasets.get(request.dataset)
     with connect() as conn:
+        retention = policies.retention_horizons(conn, ds)
+        policies.refuse_beyond_retention(retention, request.start, allowed=request.allow_older_than_retention)
         if request.dry_run:
             loaded = ledger.loaded_windows(conn, ds.name, request.start, request.end) if _bookkeeping_exists(conn) else []
         else:
@@ -113,6 +117,7 @@ def plan_run(
         "skipped_windows": len(plan.skipped),
         "planned_batches": len(plan.batches),
         "dry_run": request.dry_run,
+        "retention": [h.to_dict() for h in retention],
     }
     batches = [b.to_dict() for b in plan.batches]
     log.info(
@@ -334,7 +339,16 @@ def finalize(
                 + "; clear finalize to retry (compression is idempotent)"
             )
         policies.restore(conn, ds, run_id)
-        report = build_report(conn, ds, summary, results, reloaded=reloaded, left_for_live=left_for_live)
+        try:
+            refreshed = policies.refresh_continuous_aggregates(conn, ds, start, end)
+        except psycopg.Error as exc:
+            runs.finish(conn, run_id, "failed")
+            raise RunFailed(
+                f"refreshing the continuous aggregates over the window failed: {str(exc).strip().splitlines()[0]}; "
+                "clear finalize to retry (the load is verified and compressed; refreshing is idempotent)"
+            ) from None
+        report = build_report(conn, ds, summary, results, reloaded=reloaded, left_for_live=left_for_live,
+                              refreshed=refreshed)
         runs.finish(conn, run_id, "succeeded", report)
     return report
 

@@ -24,9 +24,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tidemark import faults
+from tidemark import faults, retrying
 from tidemark.datasets import Dataset, Hypertable
-from tidemark.loader import is_transient
+from tidemark.retrying import is_transient
 from tidemark.schema import regclass_text
 
 log = logging.getLogger(__name__)
@@ -144,44 +144,49 @@ def compress(
 ) -> CompressionResult:
     table = dataset.table(chunk.hypertable)
     t0 = time.perf_counter()
-    error: str | None = None
-    before = None
-    for attempt in range(1, attempts + 1):
-        try:
-            status = conn.execute(
-                "SELECT _timescaledb_functions.chunk_status(%s::regclass)", (chunk.ident.as_string(conn),)
-            ).fetchone()[0]
-            # A fully compressed chunk without late rows: compress_chunk is a no-op, so skip measuring it.
-            settled = bool(status & _COMPRESSED) and not status & _PARTIAL
-            before = None if settled else chunk_bytes(conn, table, chunk)
-            with conn.transaction():
-                conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
-                faults.check("compress.error", None)
-                conn.execute(
-                    "SELECT compress_chunk(%s::regclass, if_not_compressed => true)", (chunk.ident.as_string(conn),)
-                )
-            seconds = round(time.perf_counter() - t0, 3)
-            if settled:
-                return CompressionResult(chunk, "unchanged", None, None, seconds)
-            after = chunk_bytes(conn, table, chunk)
-            action = "compressed" if not status & _COMPRESSED else "recompressed"  # recompressed: late rows folded in
+    measured: dict[str, int | None] = {"before": None}  # the last attempt's size before, for a failed result
+
+    def once() -> CompressionResult:
+        status = conn.execute(
+            "SELECT _timescaledb_functions.chunk_status(%s::regclass)", (chunk.ident.as_string(conn),)
+        ).fetchone()[0]  # type: ignore[index]
+        # A fully compressed chunk without late rows: compress_chunk is a no-op, so skip measuring it.
+        settled = bool(status & _COMPRESSED) and not status & _PARTIAL
+        before = measured["before"] = None if settled else chunk_bytes(conn, table, chunk)
+        with conn.transaction():
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (lock_timeout,))
+            faults.check("compress.error", None)
             conn.execute(
-                "INSERT INTO tidemark.compression_log (run_id, dataset, hypertable, chunk, range_start, range_end,"
-                " phase, bytes_before, bytes_after, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (run_id, dataset.name, chunk.hypertable, chunk.name, chunk.range_start, chunk.range_end, phase,
-                 before, after, seconds),
+                "SELECT compress_chunk(%s::regclass, if_not_compressed => true)", (chunk.ident.as_string(conn),)
             )
-            return CompressionResult(chunk, action, before, after, seconds)
-        except Exception as exc:  # noqa: BLE001 - reported per chunk, retried by the caller's next pass
-            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            retry = attempt < attempts and (is_transient(exc) or isinstance(exc, faults.InjectedFault))
-            log.warning("compress %s attempt %d failed: %s%s", chunk.name, attempt, error, "; retrying" if retry else "")
-            if conn.closed or conn.broken:
-                break
-            if not retry:
-                break
-            time.sleep(backoff_seconds * 2 ** (attempt - 1))
-    return CompressionResult(chunk, "failed", before, None, round(time.perf_counter() - t0, 3), error)
+        seconds = round(time.perf_counter() - t0, 3)
+        if settled:
+            return CompressionResult(chunk, "unchanged", None, None, seconds)
+        after = chunk_bytes(conn, table, chunk)
+        action = "compressed" if not status & _COMPRESSED else "recompressed"  # recompressed: late rows folded in
+        conn.execute(
+            "INSERT INTO tidemark.compression_log (run_id, dataset, hypertable, chunk, range_start, range_end,"
+            " phase, bytes_before, bytes_after, seconds) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (run_id, dataset.name, chunk.hypertable, chunk.name, chunk.range_start, chunk.range_end, phase,
+             before, after, seconds),
+        )
+        return CompressionResult(chunk, action, before, after, seconds)
+
+    def worth_retrying(exc: BaseException) -> bool:
+        # On a broken connection every retry would fail the same way: the caller's next pass reconnects.
+        return not (conn.closed or conn.broken) and (is_transient(exc) or isinstance(exc, faults.InjectedFault))
+
+    try:
+        for attempt in retrying.policy(attempts=attempts, backoff_seconds=backoff_seconds,
+                                       what=f"compress {chunk.name}", retry_if=worth_retrying):
+            with attempt:
+                return once()
+    except Exception as exc:  # noqa: BLE001 - reported per chunk, retried by the caller's next pass
+        text = str(exc).strip()
+        error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+        log.warning("compress %s failed: %s", chunk.name, error)
+        return CompressionResult(chunk, "failed", measured["before"], None, round(time.perf_counter() - t0, 3), error)
+    raise AssertionError("unreachable: the retry policy either returns or raises")
 
 
 def compress_behind(

@@ -26,6 +26,7 @@ def build_report(
     *,
     reloaded: Sequence[Mapping[str, Any]] = (),
     left_for_live: Sequence[Chunk] = (),
+    refreshed: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     run_id = summary["run_id"]
     start = parse_instant(summary["start"])
@@ -99,6 +100,8 @@ def build_report(
         },
         "peak_uncompressed_backlog": {"chunks": peak_chunks, "bytes": peak_bytes},
         "seconds_from_last_batch_to_fully_compressed": round(tail, 2),
+        "retention": list(summary.get("retention") or []),
+        "continuous_aggregates_refreshed": [dict(r) for r in refreshed],
         "verified": True,
     }
 
@@ -129,6 +132,8 @@ def format_report(report: Mapping[str, Any]) -> str:
         return (
             f"DRY RUN {report['dataset']} [{report['start']}, {report['end']}) in batches of {report['batch_interval']}: "
             f"{report['total_windows']} windows, {report['skipped_windows']} already loaded, {len(would)} would load"
+            + "".join(f"\n  retention    {h['hypertable']}: drop_after {h['drop_after']}, horizon {h['horizon']}"
+                      for h in report.get("retention") or [])
         )
     b = report["batches"]
     c = report["chunks"]
@@ -152,6 +157,11 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"  peak uncompressed backlog during the load: {peak['chunks']} chunks ({peak['bytes'] / 1048576:.1f} MiB)",
         f"  last batch -> fully compressed: {report['seconds_from_last_batch_to_fully_compressed']} s",
     ]
+    for h in report.get("retention") or []:
+        lines.append(f"  retention    {h['hypertable']}: drop_after {h['drop_after']} (job {h['job_id']}), horizon "
+                     f"{h['horizon']}; history before it is dropped by the policy")
+    for r in report.get("continuous_aggregates_refreshed") or []:
+        lines.append(f"  refreshed    continuous aggregate {r['view']} over [{r['start']}, {r['end']}) in {r['seconds']} s")
     if b["loaded"] == 0 and b["reloaded_after_verification"] == 0:
         lines.insert(1, "  nothing to load: every window was already loaded (idempotent rerun)")
     return "\n".join(lines)

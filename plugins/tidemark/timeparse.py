@@ -11,12 +11,13 @@ are refused because a batch interval must have one fixed length.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from tidemark.errors import InvalidInput
 
-__all__ = ["parse_instant", "parse_interval", "format_interval"]
+__all__ = ["INTERVAL_PATTERN", "parse_instant", "parse_interval", "format_interval"]
 
 _UTC = timezone.utc
 
@@ -45,12 +46,57 @@ _CALENDAR_UNITS = frozenset(
     {"mo", "mon", "mons", "month", "months", "mth", "mths", "y", "yr", "yrs", "year", "years"}
 )
 
-_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
+# The interval grammar, written once. The same pieces give the tokenizer below
+# and INTERVAL_PATTERN, the trigger form's JSON-schema ``pattern`` (ECMA-262 and
+# Python ``re`` alike: no inline flags, so case-insensitivity is spelled out
+# as character classes, and ASCII digits only, as a browser's ``\d`` means).
+_NUMBER = r"[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+_SEPARATOR = r"(?:\s|,|\band\b)+"
+_CLOCK = r"([-+]?)([0-9]+):([0-9]{1,2}):([0-9]{1,2}(?:\.[0-9]+)?)"
+_ISO_NUM = r"([0-9]+(?:[.,][0-9]+)?)"
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+def _unit_alternation(names: list[str], spell: Callable[[str], str]) -> str:
+    # Longest first, and never followed by another letter: '5 hoursx' is an unknown unit, not '5 hours' + 'x'.
+    return "(?:" + "|".join(spell(n) for n in sorted(names, key=len, reverse=True)) + ")(?![A-Za-z])"
+
+
+def _uncaptured(rx: str) -> str:
+    return re.sub(r"\((?!\?)", "(?:", rx)
+
+
+def _grammar(spell: Callable[[str], str]) -> str:
+    unit = _unit_alternation(list(_US_PER_UNIT), spell)
+    sep = _SEPARATOR.replace("and", spell("and"))
+    clock = _uncaptured(_CLOCK)
+    term = f"{_NUMBER}\\s*{unit}"
+    unit_text = f"(?:{sep})?{term}(?:(?:{sep})?{term})*(?:(?:{sep})?{clock}|{sep})?"
+    num = _uncaptured(_ISO_NUM)
+    p, t = spell("p"), spell("t")
+    iso = (
+        f"{p}(?=[0-9]|{t}[0-9])(?:{num}{spell('w')})?(?:{num}{spell('d')})?"
+        f"(?:{t}(?=[0-9])(?:{num}{spell('h')})?(?:{num}{spell('m')})?(?:{num}{spell('s')})?)?"
+    )
+    return f"^\\s*(?:{unit_text}|{clock}|{iso})\\s*$"
+
+
+INTERVAL_PATTERN = _grammar(_any_case)
+"""Every interval ``parse_interval`` accepts the syntax of, as one regular expression.
+
+The Airflow trigger forms validate with it (browser and ``jsonschema``), and
+``parse_interval`` refuses anything it does not match, so the form and the
+parser cannot disagree. What it cannot judge is left to the parser: a zero or
+negative total, a clock with 60 minutes, an interval too large.
+"""
+_INTERVAL_RE = re.compile(INTERVAL_PATTERN)
 _TOKEN_RE = re.compile(rf"({_NUMBER})\s*([a-z]+)")
-_CLOCK_RE = re.compile(r"([-+]?)(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)")
+_CLOCK_RE = re.compile(_CLOCK)
 _BARE_NUMBER_RE = re.compile(_NUMBER)
-_SEPARATOR_RE = re.compile(r"(?:\s|,|\band\b)+")
-_ISO_NUM = r"(\d+(?:[.,]\d+)?)"
+_SEPARATOR_RE = re.compile(_SEPARATOR)
 _ISO_RE = re.compile(
     rf"P(?:{_ISO_NUM}Y)?(?:{_ISO_NUM}M)?(?:{_ISO_NUM}W)?(?:{_ISO_NUM}D)?"
     rf"(?:T(?:{_ISO_NUM}H)?(?:{_ISO_NUM}M)?(?:{_ISO_NUM}S)?)?"
@@ -112,6 +158,8 @@ def parse_interval(value: str | timedelta) -> timedelta:
         micros = _parse_iso_duration(value, text.upper())
     else:
         micros = _parse_unit_text(value, text.lower())
+    if not _INTERVAL_RE.search(text):  # the form's grammar is the parser's: nothing it refuses gets through
+        raise InvalidInput(f"cannot parse interval {value!r}; {_INTERVAL_FORMS}")
     try:
         result = timedelta(microseconds=int(micros.to_integral_value(ROUND_HALF_EVEN)))
     except OverflowError:
