@@ -58,6 +58,7 @@ from tidemark.report import format_report
 log = logging.getLogger("tidemark.dag")
 
 SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
+af.use_dags_folder(Path(__file__).parent)  # datasets/ declarations next to this file; sources' connections
 MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
 POKE_INTERVAL = SETTINGS.poke_interval  # >= 10 s under the scheduler (apache/airflow#71172)
 MAX_BATCHES_AHEAD = SETTINGS.max_batches_ahead  # 0: no backpressure

@@ -45,6 +45,7 @@ from tidemark.planner import Batch
 log = logging.getLogger("tidemark.dag")
 
 SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
+af.use_dags_folder(Path(__file__).parent)  # datasets/ declarations next to this file; sources' connections
 MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
 
 

@@ -33,6 +33,7 @@ log = logging.getLogger("tidemark.dag")
 
 CATCHUP_DAG = "tidemark_catchup"
 SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
+af.use_dags_folder(Path(__file__).parent)  # datasets/ declarations next to this file; sources' connections
 
 
 def _tip(params: dict) -> datetime | None:

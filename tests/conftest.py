@@ -210,3 +210,46 @@ def airflow_conn(dsn: str, airflow_db: Path) -> Iterator[str]:
     """Point the tidemark_timescale Airflow connection at the test engine."""
     os.environ["AIRFLOW_CONN_TIDEMARK_TIMESCALE"] = dsn.split("?")[0]
     yield dsn
+
+
+PGCTL = REPO / "embedded" / "pgctl"
+
+
+class PostgresServer:
+    """A real PostgreSQL 15 cluster (Debian's postgresql-15) in a temp dir, driven by embedded/pgctl."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+
+    def _ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "TIDEMARK_PG_DATA": str(self.data_dir), "TIDEMARK_PG_PORT": str(self.port)}
+        return subprocess.run([str(PGCTL), *args], env=env, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        done = self._ctl("start")
+        if done.returncode != 0:
+            raise RuntimeError(f"PostgreSQL failed to start:\n{done.stdout}\n{done.stderr}")
+
+    def stop(self) -> None:
+        self._ctl("stop")
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+
+@pytest.fixture(scope="session")
+def source_pg() -> Iterator[PostgresServer]:
+    """A second, real database for SQL sources (never the target engine)."""
+    import shutil
+
+    base = Path(tempfile.mkdtemp(prefix="tidemark-pg-"))
+    base.chmod(0o755)  # as root the server runs as the postgres user, which must reach the data dir
+    server = PostgresServer(base / "pg")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -276,3 +277,30 @@ def set_map_label(label: str) -> None:
 
     get_current_context()["batch_label"] = label  # rendered by map_index_template="{{ batch_label }}"
 
+
+
+def _object_storage(url: str) -> tuple[Any, str]:
+    """(file system, path) through Airflow's ObjectStoragePath, so ``s3://conn_id@bucket/...`` uses that connection."""
+    if "://" not in url:
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem(), url
+    from airflow.sdk import ObjectStoragePath
+
+    p = ObjectStoragePath(url)
+    return p.fs, p.path
+
+
+def use_dags_folder(folder: Path) -> None:
+    """Wire the core to Airflow for this DAG folder: its ``datasets/`` declarations, connections, object storage.
+
+    Called by each DAG file at import (no database or connection is touched
+    here): the same process later runs the tasks, which then open user
+    sources' connections through PostgresHook and their files through
+    ObjectStoragePath.
+    """
+    from tidemark import catalog
+    from tidemark.sources import access
+
+    catalog.add_search_dir(folder / "datasets")
+    access.set_openers(connections=connection_factory, filesystems=_object_storage)

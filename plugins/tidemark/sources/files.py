@@ -203,7 +203,9 @@ class FilesSource:
 
         tips = []
         for table in self._tables(tables):
-            pattern = _PLACEHOLDER.sub(lambda m: "*" if m.group(1) == "start" else m.group(0), self.url)
+            pattern = _PLACEHOLDER.sub(
+                lambda m: re.sub(r"%-?[A-Za-z]", "*", m.group(2)) if m.group(1) == "start" else m.group(0), self.url
+            )
             fs, path = access.filesystem(pattern.replace("{table}", table.name))
             files = sorted(fs.glob(path)) if any(c in path for c in "*?[") else [path]
             if not files:

@@ -1,0 +1,342 @@
+"""Every source kind against real components: a real PostgreSQL 15 source, real files, the real engine."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from psycopg import sql
+
+from tests.conftest import PostgresServer
+from tidemark import ledger
+from tidemark.connection import connect, factory
+from tidemark.datasets import Column, Dataset, Hypertable
+from tidemark.encoding import BadRow
+from tidemark.errors import InvalidInput
+from tidemark.loader import ValueRefused, load_batch
+from tidemark.planner import Batch
+from tidemark.schema import ensure_schema, table_ident
+from tidemark.sources import FilesSource, PythonSource, SqlSource
+from tidemark.verifier import source_counts
+
+UTC = timezone.utc
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+ALL_TYPES = (
+    Column("t", "timestamptz"),
+    Column("i2", "smallint", True),
+    Column("i4", "integer", True),
+    Column("i8", "bigint", True),
+    Column("f4", "real", True),
+    Column("f8", "double precision", True),
+    Column("num", "numeric(12,3)", True),
+    Column("txt", "text", True),
+    Column("vc", "varchar(8)", True),
+    Column("flag", "boolean", True),
+    Column("day", "date", True),
+    Column("local", "timestamp", True),
+    Column("at", "timestamptz", True),
+    Column("span", "interval", True),
+    Column("id", "uuid", True),
+    Column("doc", "json", True),
+    Column("docb", "jsonb", True),
+    Column("raw", "bytea", True),
+    Column("tags", "text[]", True),
+    Column("nums", "integer[]", True),
+)
+
+
+def typed_row(k: int) -> dict[str, Any]:
+    """One row using every type, with awkward values (escapes, NULL elements, negatives)."""
+    return {
+        "t": T0 + timedelta(minutes=k),
+        "i2": -k, "i4": 100_000 + k, "i8": 2**40 + k, "f4": 0.5 * k, "f8": k / 3,
+        "num": Decimal(f"{k}.125"), "txt": f"line\t{k}\\n\n\"q\"", "vc": f"v{k}",
+        "flag": k % 2 == 0, "day": date(2024, 1, 1) + timedelta(days=k),
+        "local": datetime(2024, 1, 1, 12, 0) + timedelta(seconds=k),
+        "at": datetime(2024, 1, 1, tzinfo=UTC) + timedelta(hours=k),
+        "span": timedelta(days=-1, seconds=k, microseconds=5), "id": uuid.UUID(int=k + 1),
+        "doc": {"k": k, "s": "a\tb"}, "docb": [k, None, "x"], "raw": bytes([0, 92, k % 256, 10]),
+        "tags": ["a,b", None, 'q"uote', "back\\slash"], "nums": [k, None, -k],
+    }
+
+
+def null_row(k: int) -> dict[str, Any]:
+    return {c.name: (T0 + timedelta(minutes=k) if c.name == "t" else None) for c in ALL_TYPES}
+
+
+def read_back(conn: psycopg.Connection, table: Hypertable) -> list[tuple[Any, ...]]:
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
+    return conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY 1").format(cols, table_ident(table))).fetchall()
+
+
+def as_tuple(row: dict[str, Any], table: Hypertable) -> tuple[Any, ...]:
+    return tuple(row[c.name] for c in table.cols)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+# --------------------------------------------------------------------------- every type, both encodings
+
+
+@pytest.mark.parametrize("path", ["rows", "arrow", "arrow_with_lists_and_bytes"])
+def test_every_column_type_round_trips(dsn: str, conn: psycopg.Connection, path: str) -> None:
+    """Rows take the text encoder; Arrow the CSV writer, except pieces with bytea/array columns (row path)."""
+    columns = ALL_TYPES if path != "arrow" else tuple(c for c in ALL_TYPES if c.name not in ("raw", "tags", "nums"))
+    table = Hypertable("typed", "t", columns, timedelta(days=1), schema=unique("types"))
+    rows = [typed_row(k) for k in range(40)] + [null_row(40)]
+
+    def arrow_piece(part: list[dict[str, Any]]) -> pa.Table:
+        as_text = [{k: json.dumps(v) if k in ("doc", "docb") and v is not None else v for k, v in r.items()
+                    if k in table.column_names} for r in part]
+        return pa.Table.from_pylist(as_text)
+
+    def fetch(start: datetime, end: datetime) -> Any:
+        if path == "rows":
+            return iter(rows)
+        return arrow_piece(rows[:20]).to_batches() + [arrow_piece(rows[20:])]
+
+    ds = Dataset(unique("typed"), (table,), source=PythonSource(fetch))
+    ensure_schema(conn, ds)
+    result = load_batch(factory(dsn), ds, Batch(0, T0, T0 + timedelta(days=1)), "types")
+    assert result.rows == {"typed": len(rows)}
+    got = read_back(conn, table)
+    assert got == [as_tuple(r, table) for r in rows]
+
+
+def test_pandas_nan_is_null_and_columns_match_by_name(dsn: str, conn: psycopg.Connection) -> None:
+    import pandas as pd
+
+    table = Hypertable("readings", "t", (Column("t", "timestamptz"), Column("v", "double precision", True),
+                                         Column("sensor", "text")), timedelta(days=1), schema=unique("pandas"))
+    frame = pd.DataFrame({
+        "sensor": ["a", "b", "c"],  # another order than the table's, plus a column the table lacks
+        "t": pd.date_range(T0, periods=3, freq="h", tz="UTC"),
+        "v": [1.5, float("nan"), 3.0],
+        "unused": [1, 2, 3],
+    })
+    ds = Dataset(unique("pandas"), (table,), source=PythonSource(lambda s, e: frame))
+    ensure_schema(conn, ds)
+    load_batch(factory(dsn), ds, Batch(0, T0, T0 + timedelta(days=1)), "pd")
+    assert read_back(conn, table) == [(T0, 1.5, "a"), (T0 + timedelta(hours=1), None, "b"),
+                                      (T0 + timedelta(hours=2), 3.0, "c")]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"t": T0, "n": "abc"}, "column 'n'"),  # a str in an integer column (row path)
+        (pa.table({"t": pa.array([T0], pa.timestamp("us", "UTC")), "n": ["abc"], "vc": ["x"]}), "'abc'"),  # Arrow cast
+        ({"t": T0, "n": 1, "vc": "far too long"}, "too long"),  # the server's check, named
+        ({"t": T0}, "has no column 'n'"),
+    ],
+)
+def test_a_value_a_column_cannot_take_fails_the_batch_naming_it(
+    dsn: str, conn: psycopg.Connection, value: Any, message: str
+) -> None:
+    table = Hypertable("strict", "t", (Column("t", "timestamptz"), Column("n", "integer"),
+                                       Column("vc", "varchar(4)", True)), timedelta(days=1), schema=unique("strict"))
+    data = value if isinstance(value, pa.Table) else [{"vc": None, **value}] if "n" in value else [value]
+    ds = Dataset(unique("strict"), (table,), source=PythonSource(lambda s, e: data))
+    ensure_schema(conn, ds)
+    with pytest.raises((BadRow, ValueRefused, InvalidInput), match=message) as caught:
+        load_batch(factory(dsn), ds, Batch(0, T0, T0 + timedelta(days=1)), "bad")
+    text = str(caught.value)
+    assert ds.name in text and table.qualified in text and T0.isoformat() in text
+    assert read_back(conn, table) == [] and ledger.entries(conn, ds.name, T0, T0 + timedelta(days=1)) == []
+
+
+def test_a_dataset_level_python_source_feeds_several_tables_with_one_call_per_window(
+    dsn: str, conn: psycopg.Connection
+) -> None:
+    calls: list[tuple[datetime, datetime]] = []
+
+    def fetch(start: datetime, end: datetime) -> dict[str, Any]:
+        calls.append((start, end))
+        minutes = int((end - start) / timedelta(minutes=1))
+        return {
+            "events": ({"t": start + timedelta(minutes=k), "n": k} for k in range(minutes)),
+            "totals": [(start, minutes)],
+        }
+
+    schema = unique("multi")
+    events = Hypertable("events", "t", (Column("t", "timestamptz"), Column("n", "integer")), timedelta(hours=6),
+                        schema=schema)
+    totals = Hypertable("totals", "t", (Column("t", "timestamptz"), Column("n", "integer")), timedelta(hours=6),
+                        schema=schema)
+    ds = Dataset(unique("multi"), (events, totals), source=PythonSource(fetch, count=lambda s, e: {
+        "events": int((e - s) / timedelta(minutes=1)), "totals": 1}))
+    ensure_schema(conn, ds)
+    for i in range(3):
+        load_batch(factory(dsn), ds, Batch(i, T0 + i * timedelta(hours=1), T0 + (i + 1) * timedelta(hours=1)), "m")
+    assert len(calls) == 3
+    assert source_counts(ds, T0, T0 + timedelta(hours=1)) == {"events": 60, "totals": 1}
+    assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(table_ident(events))).fetchone()[0] == 180
+    assert conn.execute(sql.SQL("SELECT sum(n) FROM {}").format(table_ident(totals))).fetchone()[0] == 180
+
+
+# --------------------------------------------------------------------------- sql: a real PostgreSQL 15 source
+
+
+@pytest.fixture
+def sql_source_table(source_pg: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str]]:
+    """A table of every type in the source server, and an Airflow connection id naming the server."""
+    name = unique("src")
+    conn_id = unique("pg_source")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", source_pg.dsn)
+    with connect(source_pg.dsn) as c:
+        cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(col.name), sql.SQL(col.type))
+                                  for col in ALL_TYPES)
+        c.execute(sql.SQL("CREATE TABLE {} ({}, extra text)").format(sql.Identifier(name), cols))
+        names = [col.name for col in ALL_TYPES]
+        with c.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(name), sql.SQL(", ").join(map(sql.Identifier, names)))) as cp:
+            for k in range(0, 3 * 60, 2):  # every 2 minutes for 3 hours, one row of NULLs
+                row = typed_row(k) if k != 30 else null_row(k)
+                cp.write_row([json.dumps(row[n]) if n in ("doc", "docb") and row[n] is not None else row[n]
+                              for n in names])
+    yield name, conn_id
+    with connect(source_pg.dsn) as c:
+        c.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+def source_rows(source_pg: PostgresServer, table: str, columns: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    with connect(source_pg.dsn) as c:
+        cols = sql.SQL(", ").join(sql.Identifier(n) for n in columns)
+        return c.execute(sql.SQL("SELECT {} FROM {} ORDER BY 1").format(cols, sql.Identifier(table))).fetchall()
+
+
+def test_sql_source_loads_exactly_the_source_rows_counts_and_knows_its_tip(
+    dsn: str, conn: psycopg.Connection, source_pg: PostgresServer, sql_source_table: tuple[str, str]
+) -> None:
+    name, conn_id = sql_source_table
+    query = f'SELECT * FROM "{name}" WHERE t >= %(start)s AND t < %(end)s'  # extra column: ignored
+    table = Hypertable("from_sql", "t", ALL_TYPES, timedelta(hours=1), schema=unique("sql"),
+                       source=SqlSource(conn_id, query, fetch_size=7))  # several fetches per window
+    ds = Dataset(unique("sqlds"), (table,))
+    ensure_schema(conn, ds)
+    for i in range(3):
+        load_batch(factory(dsn), ds, Batch(i, T0 + i * timedelta(hours=1), T0 + (i + 1) * timedelta(hours=1)), "s")
+    assert read_back(conn, table) == source_rows(source_pg, name, table.column_names)
+    assert source_counts(ds, T0, T0 + timedelta(hours=1)) == {"from_sql": 30}
+    assert table.source is not None and table.source.tip((table,)) == T0 + timedelta(minutes=178)  # type: ignore[attr-defined]
+
+
+def test_sql_source_by_table_name_and_missing_columns_fail_before_any_write(
+    dsn: str, conn: psycopg.Connection, source_pg: PostgresServer, sql_source_table: tuple[str, str]
+) -> None:
+    name, conn_id = sql_source_table
+    good = Hypertable("copy", "t", ALL_TYPES[:4], timedelta(hours=1), schema=unique("sqlt"),
+                      source=SqlSource(conn_id, table=name))
+    ds = Dataset(unique("sqlt"), (good,))
+    ensure_schema(conn, ds)
+    load_batch(factory(dsn), ds, Batch(0, T0, T0 + timedelta(hours=3)), "t")
+    assert read_back(conn, good) == source_rows(source_pg, name, good.column_names)
+
+    lacking = Hypertable("lacking", "t", (*ALL_TYPES[:2], Column("nope", "text", True)), timedelta(hours=1),
+                         schema=good.schema, source=SqlSource(conn_id, f'SELECT t, i2 FROM "{name}" WHERE t >= '
+                                                                       "%(start)s AND t < %(end)s"))
+    bad = Dataset(unique("sqlbad"), (lacking,))
+    ensure_schema(conn, bad)
+    with pytest.raises(BadRow, match="has no column 'nope'"):
+        load_batch(factory(dsn), bad, Batch(0, T0, T0 + timedelta(hours=1)), "t")
+    assert read_back(conn, lacking) == []
+
+
+def test_sql_source_refuses_a_query_without_window_placeholders() -> None:
+    with pytest.raises(InvalidInput, match=r"%\(start\)s"):
+        SqlSource("x", "SELECT * FROM readings")
+
+
+def test_an_unreachable_source_fails_the_batch_and_writes_nothing(
+    dsn: str, conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidemark.connection import DatabaseUnreachable
+
+    monkeypatch.setenv("AIRFLOW_CONN_GONE", "postgresql://u:hunter2-secret@127.0.0.1:1/db")
+    table = Hypertable("gone", "t", ALL_TYPES[:2], timedelta(hours=1), schema=unique("gone"),
+                       source=SqlSource("gone", "SELECT * FROM x WHERE t >= %(start)s AND t < %(end)s"))
+    ds = Dataset(unique("gone"), (table,))
+    ensure_schema(conn, ds)
+    with pytest.raises(DatabaseUnreachable) as caught:
+        load_batch(factory(dsn), ds, Batch(0, T0, T0 + timedelta(hours=1)), "g", attempts=1)
+    assert "hunter2-secret" not in str(caught.value) and "gone" in str(caught.value)
+    assert read_back(conn, table) == []
+
+
+# --------------------------------------------------------------------------- files: Parquet and CSV
+
+
+def write_partitions(root: Path, fmt: str, days: int = 2, per_hour: int = 6) -> list[dict[str, Any]]:
+    """Files partitioned by day (root/YYYY/MM/DD/part-N.fmt), two parts a day, rows every 10 minutes."""
+    rows: list[dict[str, Any]] = []
+    for d in range(days):
+        day = T0 + timedelta(days=d)
+        folder = root / day.strftime("%Y/%m/%d")
+        folder.mkdir(parents=True, exist_ok=True)
+        for part in range(2):
+            part_rows = [
+                {"t": day + timedelta(hours=h, minutes=10 * k), "sensor": f"s{part}", "v": None if k == 3 else h + k / 10,
+                 "note": "" if k == 1 else f"n,{k}"}
+                for h in range(part * 12, part * 12 + 12) for k in range(per_hour)
+            ]
+            rows.extend(part_rows)
+            tbl = pa.Table.from_pylist(part_rows)
+            if fmt == "parquet":
+                pq.write_table(tbl, folder / f"part-{part}.parquet", row_group_size=24)
+            else:
+                lines = ["t;sensor;v;note"] + [
+                    f"{r['t'].isoformat()};{r['sensor']};{'NA' if r['v'] is None else r['v']};\"{r['note']}\""
+                    for r in part_rows
+                ]
+                (folder / f"part-{part}.csv").write_text("\n".join(lines) + "\n")
+    return sorted(rows, key=lambda r: (r["t"], r["sensor"]))
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("through", ["file_url", "object_storage"])
+def test_files_source_reads_only_the_window_from_partitioned_files(
+    dsn: str, conn: psycopg.Connection, tmp_path: Path, fmt: str, through: str
+) -> None:
+    from tidemark.sources import access
+
+    rows = write_partitions(tmp_path, fmt)
+    table = Hypertable("readings", "t", (Column("t", "timestamptz"), Column("sensor", "text"),
+                                         Column("v", "double precision", True), Column("note", "text", True)),
+                       timedelta(hours=6), schema=unique("files"))
+    url = f"file://{tmp_path}/{{start:%Y/%m/%d}}/part-*.{fmt}"
+    table = Hypertable(**{**table.__dict__, "source": FilesSource(url, fmt, delimiter=";" if fmt == "csv" else ",",
+                                                                  null="NA")})
+    ds = Dataset(unique("files"), (table,))
+    if through == "object_storage":
+        from tidemark.airflow_adapter import _object_storage
+
+        access.set_openers(filesystems=_object_storage)
+    try:
+        ensure_schema(conn, ds)
+        source = table.source
+        assert isinstance(source, FilesSource)
+        window = (T0 + timedelta(hours=22), T0 + timedelta(hours=26))  # spans two days' files
+        fs, files = source.files("readings", *window)
+        assert [Path(f).parent.name for f in files] == ["01", "01", "02", "02"]
+        for i, h in enumerate(range(0, 48, 8)):
+            load_batch(factory(dsn), ds, Batch(i, T0 + timedelta(hours=h), T0 + timedelta(hours=h + 8)), "f")
+    finally:
+        access.set_openers(filesystems=access._fsspec)
+    got = read_back(conn, table)
+    got.sort(key=lambda r: (r[0], r[1]))
+    assert got == [(r["t"], r["sensor"], r["v"], r["note"]) for r in rows]
+    counted = source_counts(ds, T0, T0 + timedelta(hours=8))
+    assert counted == ({"readings": 48} if fmt == "parquet" else {})
+    assert source.tip((table,)) == rows[-1]["t"]
