@@ -18,6 +18,7 @@ from tidemark.datasets import Column, Dataset, Hypertable
 from tidemark.errors import InvalidInput
 from tidemark.sources import KEYS, from_spec
 from tidemark.sources.base import Source
+from tidemark.timeparse import parse_interval
 
 DATASET_KEYS = frozenset({"name", "description", "source", "tables"})
 TABLE_KEYS = frozenset({"name", "schema", "time_column", "chunk_interval", "segmentby", "orderby", "columns", "source",
@@ -106,9 +107,15 @@ def load_dataset(data: Any, where: str, base_dir: Path) -> Dataset:
                     raise _fail(where, f"{ckey}.{field}", str(exc)) from None
         own = _source(t.get("source"), default, where, f"{key}.source", base_dir)
         kwargs: dict[str, Any] = {"name": t["name"], "time_column": t["time_column"], "columns": columns, "source": own}
-        for opt in ("schema", "chunk_interval", "compress_after", "segmentby", "orderby"):
+        for opt in ("schema", "segmentby", "orderby"):
             if opt in t:
                 kwargs[opt] = t[opt]
+        for opt in ("chunk_interval", "compress_after"):
+            if opt in t:
+                try:
+                    kwargs[opt] = parse_interval(str(t[opt]))
+                except InvalidInput as exc:
+                    raise _fail(where, f"{key}.{opt}", str(exc)) from None
         try:
             tables.append(Hypertable(**kwargs))
         except InvalidInput as exc:
