@@ -63,7 +63,10 @@ db-stop:
 db-status:
 	@embedded/dbctl status
 
+# Static checks first (seconds), then the suite. Config: [tool.mypy] / [tool.ruff] in pyproject.toml.
 test: setup
+	$(PY) -m mypy
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 test-unit: setup

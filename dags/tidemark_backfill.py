@@ -51,7 +51,8 @@ from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, 
 from airflow.sdk.exceptions import AirflowFailException
 
 from tidemark import airflow_adapter as af
-from tidemark import backfill, settings
+from tidemark import backfill, payloads, settings
+from tidemark.payloads import BatchPayload, BatchResultPayload, Report, Summary
 from tidemark.planner import Batch
 from tidemark.report import format_report
 
@@ -95,7 +96,7 @@ WAIT_INTERVAL = SETTINGS.wait_interval
 def tidemark_backfill() -> None:
     @task(task_display_name="Plan batches")
     @af.fail_fast
-    def plan() -> list:
+    def plan() -> list[BatchPayload]:
         ctx = get_current_context()
         request = backfill.BackfillRequest.from_params(
             ctx["params"], ctx.get("data_interval_start"), ctx.get("data_interval_end")
@@ -110,7 +111,8 @@ def tidemark_backfill() -> None:
         max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES,
     )
     @af.fail_fast
-    def insert_batch(batch: dict, summary: dict) -> dict:
+    def insert_batch(batch: BatchPayload, summary: Summary) -> BatchResultPayload:
+        batch, summary = payloads.check_batch(batch), payloads.check_summary(summary)
         af.set_map_label(Batch.from_dict(batch).label)
         states = af.mapped_states("insert_batch")
         reason = backfill.wait_reason(
@@ -132,7 +134,8 @@ def tidemark_backfill() -> None:
         poke_interval=POKE_INTERVAL,
         timeout=timedelta(days=2).total_seconds(),
     )
-    def progressive_recompress(batches: list, summary: dict) -> PokeReturnValue:
+    def progressive_recompress(batches: list[BatchPayload], summary: Summary) -> PokeReturnValue:
+        summary = payloads.check_summary(summary)
         if summary.get("dry_run") or not batches:
             return PokeReturnValue(is_done=True)
         outcome = backfill.poke(
@@ -147,12 +150,13 @@ def tidemark_backfill() -> None:
             raise AirflowFailException(backfill.failure_message(summary, outcome.failed, batches))
         return PokeReturnValue(is_done=outcome.done)
 
-    @task(task_display_name="Finalize: verify, compress, report", trigger_rule="all_done")
-    def finalize() -> dict:
-        planned = af.pull("plan", key="summary")
-        batches = af.pull("plan") or []
-        if planned is None:
+    @task(task_display_name="Finalize: verify, compress, report", trigger_rule="all_done", multiple_outputs=True)
+    def finalize() -> Report | Summary:
+        pulled = af.pull("plan", key="summary")
+        if pulled is None:
             raise AirflowFailException("plan did not finish: nothing was loaded; see the plan task's log")
+        planned = payloads.check_summary(pulled)
+        batches = [payloads.check_batch(b) for b in af.pull("plan") or []]
         states = af.mapped_states("insert_batch")
         try:
             report = backfill.finalize(

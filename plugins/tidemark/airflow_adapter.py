@@ -259,7 +259,7 @@ def reschedule(seconds: float) -> None:
 
     from airflow.sdk.exceptions import AirflowRescheduleException
 
-    raise AirflowRescheduleException(datetime.now(timezone.utc) + timedelta(seconds=seconds))
+    raise AirflowRescheduleException(datetime.now(timezone.utc) + timedelta(seconds=seconds))  # type: ignore[no-untyped-call]
 
 
 def push(key: str, value: Any) -> None:
@@ -275,7 +275,8 @@ def run_key() -> str:
 def set_map_label(label: str) -> None:
     from airflow.sdk import get_current_context
 
-    get_current_context()["batch_label"] = label  # rendered by map_index_template="{{ batch_label }}"
+    context: Any = get_current_context()  # a TypedDict without this key: the template reads it anyway
+    context["batch_label"] = label  # rendered by map_index_template="{{ batch_label }}"
 
 
 

@@ -15,11 +15,12 @@ from typing import Any
 
 import psycopg
 
-from tidemark import compressor, cursors, datasets, faults, ledger, policies, runs
-from tidemark.connection import ConnectionFactory
+from tidemark import compressor, cursors, datasets, faults, ledger, payloads, policies, runs
+from tidemark.connection import ConnectionFactory, one
 from tidemark.datasets import Dataset
 from tidemark.errors import InvalidInput, TidemarkError
 from tidemark.loader import BatchResult, load_batch
+from tidemark.payloads import BatchPayload, BatchResultPayload, Planned, ReloadedWindow, Report, Summary
 from tidemark.planner import Batch, plan_batches
 from tidemark.report import build_report
 from tidemark.timeparse import format_interval, parse_instant, parse_interval
@@ -78,7 +79,7 @@ class BackfillRequest:
 
 
 def _bookkeeping_exists(conn: psycopg.Connection) -> bool:
-    return conn.execute("SELECT to_regclass('tidemark.batch_ledger') IS NOT NULL").fetchone()[0]
+    return bool(one(conn.execute("SELECT to_regclass('tidemark.batch_ledger') IS NOT NULL"))[0])
 
 
 def plan_run(
@@ -86,7 +87,7 @@ def plan_run(
     request: BackfillRequest,
     run_id: str,
     alive: Callable[[str], bool] = lambda run_id: True,
-) -> dict[str, Any]:
+) -> Planned:
     """Plan the batches still to load, claim the window, pause compression policies.
 
     Returns ``{"batches": [...], "summary": {...}}``; batches are small dicts
@@ -107,7 +108,7 @@ def plan_run(
         if not request.dry_run:
             runs.claim(conn, run_id, ds.name, "backfill", request.start, request.end, len(plan.batches), alive)
             policies.pause(conn, ds, run_id)
-    summary = {
+    summary: Summary = {
         "run_id": run_id,
         "dataset": ds.name,
         "start": request.start.isoformat(),
@@ -119,7 +120,7 @@ def plan_run(
         "dry_run": request.dry_run,
         "retention": [h.to_dict() for h in retention],
     }
-    batches = [b.to_dict() for b in plan.batches]
+    batches = [payloads.batch_payload(b) for b in plan.batches]
     log.info(
         "plan %s: %d windows, %d already loaded, %d to load%s",
         request.describe(), plan.total_windows, len(plan.skipped), len(plan.batches), " (dry run)" if request.dry_run else "",
@@ -132,8 +133,8 @@ def plan_run(
 
 def wait_reason(
     connect: ConnectionFactory,
-    summary: Mapping[str, Any],
-    batch: Mapping[str, Any],
+    summary: Summary,
+    batch: BatchPayload,
     *,
     max_ahead: int,
     sibling_failed: bool,
@@ -152,7 +153,7 @@ def wait_reason(
     index = int(batch["index"])
     with connect() as conn:
         progress = runs.progress(conn, summary["run_id"])
-        now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        now = one(conn.execute("SELECT clock_timestamp()"))[0]
     if progress is None or index < progress.watermark_batches + max_ahead:
         return None
     if now - progress.updated_at > stale_after:
@@ -163,15 +164,16 @@ def wait_reason(
     )
 
 
-def insert_batch(connect: ConnectionFactory, summary: Mapping[str, Any], batch: Mapping[str, Any]) -> dict[str, Any]:
+def insert_batch(connect: ConnectionFactory, summary: Summary, batch: BatchPayload) -> BatchResultPayload:
     ds = datasets.get(summary["dataset"])
-    result = load_batch(connect, ds, Batch.from_dict(batch), summary["run_id"])
+    planned = Batch.from_dict(batch)
+    result = load_batch(connect, ds, planned, summary["run_id"])
     log.info(
         "batch %d %s: %d rows (%s) in %.2fs (generate %.2fs, database %.2fs)",
         result.index, Batch.from_dict(batch).label, result.total_rows, result.rows, result.seconds,
         result.generate_seconds, result.db_seconds,
     )
-    return result.to_dict()
+    return payloads.result_payload(planned, result)
 
 
 @dataclass(frozen=True)
@@ -199,13 +201,13 @@ def _mib(n: int) -> str:
     return f"{n / 1048576:.1f} MiB"
 
 
-ResultFetcher = Callable[[list[int]], Mapping[int, Mapping[str, Any] | None]]
+ResultFetcher = Callable[[list[int]], Mapping[int, BatchResultPayload | None]]
 
 
 def poke(
     connect: ConnectionFactory,
-    summary: Mapping[str, Any],
-    batches: Sequence[Mapping[str, Any]],
+    summary: Summary,
+    batches: Sequence[BatchPayload],
     states: Mapping[int, str | None],
     fetch_results: ResultFetcher,
 ) -> PokeOutcome:
@@ -243,9 +245,9 @@ def poke(
             conn, run_id, watermark_batches=wm.completed, watermark_time=wm.time,
             backlog_chunks=peak_chunks, backlog_bytes=peak_bytes,
         )
-        total = conn.execute(
+        total = one(conn.execute(
             "SELECT count(*) FROM tidemark.compression_log WHERE run_id = %s AND phase = 'progressive'", (run_id,)
-        ).fetchone()[0]
+        ))[0]
     failed = sorted(i for i, s in states.items() if s in FAILED_STATES)
     return PokeOutcome(
         done=wm.complete,
@@ -259,7 +261,7 @@ def poke(
     )
 
 
-def _result_matches(result: Mapping[str, Any] | None, batch: Batch) -> bool:
+def _result_matches(result: BatchResultPayload | None, batch: Batch) -> bool:
     """A success state without the batch's own result (or with another window's) is not trusted."""
     if not result:
         return False
@@ -273,7 +275,7 @@ def _result_matches(result: Mapping[str, Any] | None, batch: Batch) -> bool:
         return False
 
 
-def failure_message(summary: Mapping[str, Any], failed: Sequence[int], batches: Sequence[Mapping[str, Any]]) -> str:
+def failure_message(summary: Summary, failed: Sequence[int], batches: Sequence[BatchPayload]) -> str:
     windows = ", ".join(Batch.from_dict(batches[i]).label for i in failed[:10] if i < len(batches))
     more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
     return (
@@ -285,12 +287,12 @@ def failure_message(summary: Mapping[str, Any], failed: Sequence[int], batches: 
 
 def finalize(
     connect: ConnectionFactory,
-    summary: Mapping[str, Any],
-    batches: Sequence[Mapping[str, Any]],
+    summary: Summary,
+    batches: Sequence[BatchPayload],
     states: Mapping[int, str | None],
-    results: Mapping[int, Mapping[str, Any] | None],
+    results: Mapping[int, BatchResultPayload | None],
     upstream_ok: bool = True,
-) -> dict[str, Any]:
+) -> Report | Summary:
     """Make the load durable, verify it (reloading lost batches), compress the rest, report.
 
     Raises RunFailed when any batch or the sensor failed: a run whose final task
@@ -299,7 +301,7 @@ def finalize(
     ds = datasets.get(summary["dataset"])
     run_id = summary["run_id"]
     if summary.get("dry_run"):
-        return {"dry_run": True, **summary}
+        return summary.copy()  # the dry run's report is its plan
     plan = [Batch.from_dict(b) for b in batches]
     failed = sorted(i for i in range(len(plan)) if states.get(i) != "success")
     start = parse_instant(summary["start"])
@@ -353,19 +355,19 @@ def finalize(
     return report
 
 
-def _windows(start: datetime, end: datetime, summary: Mapping[str, Any]) -> list[tuple[datetime, datetime]]:
+def _windows(start: datetime, end: datetime, summary: Summary) -> list[tuple[datetime, datetime]]:
     """Every window of the run's range at its batch interval (skipped ones included: they must still be there)."""
     plan = plan_batches(start, end, summary["batch_interval"])
     return [(b.start, b.end) for b in plan.batches]
 
 
-def _repair(connect: ConnectionFactory, ds: Dataset, run_id: str, check: Verification) -> list[dict[str, Any]]:
+def _repair(connect: ConnectionFactory, ds: Dataset, run_id: str, check: Verification) -> list[ReloadedWindow]:
     """Reload windows whose commit was lost (or whose rows disagree with the ledger)."""
     to_reload: list[tuple[datetime, datetime]] = list(check.uncovered)
     for m in check.mismatches:
         if (m.start, m.end) not in to_reload:
             to_reload.append((m.start, m.end))
-    reloaded: list[dict[str, Any]] = []
+    reloaded: list[ReloadedWindow] = []
     for n, (s, e) in enumerate(sorted(to_reload)):
         log.warning("window [%s, %s) is not in the database as the ledger says (lost asynchronous commit?); reloading",
                     s.isoformat(), e.isoformat())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -56,3 +57,11 @@ def connect(dsn: str, *, label: str | None = None, autocommit: bool = True, conn
 def factory(dsn: str, *, label: str | None = None) -> ConnectionFactory:
     """A zero-argument opener, so retrying code can reconnect after the engine restarts."""
     return lambda: connect(dsn, label=label)
+
+
+def one(cursor: psycopg.Cursor[Any]) -> tuple[Any, ...]:
+    """The single row a query always returns (an aggregate, ``SELECT fn()``): typed, never None."""
+    row: tuple[Any, ...] | None = cursor.fetchone()
+    if row is None:
+        raise TidemarkError("a query that always returns one row returned none")
+    return row

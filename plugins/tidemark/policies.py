@@ -18,13 +18,14 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from tidemark.connection import one
 from tidemark.datasets import Dataset
 from tidemark.errors import InvalidInput, TidemarkError
+from tidemark.payloads import RefreshedAggregate, RetentionInfo
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +54,10 @@ def pause(conn: psycopg.Connection, dataset: Dataset, run_id: str) -> list[int]:
 def restore(conn: psycopg.Connection, dataset: Dataset, run_id: str) -> list[int]:
     """Switch the paused jobs back on unless another running load of the dataset still needs them off."""
     with conn.transaction():
-        others = conn.execute(
+        others = one(conn.execute(
             "SELECT count(*) FROM tidemark.runs WHERE dataset = %s AND state = 'running' AND run_id <> %s",
             (dataset.name, run_id),
-        ).fetchone()[0]
+        ))[0]
         if others:
             return []
         jobs = [r[0] for r in conn.execute(
@@ -73,11 +74,11 @@ def restore(conn: psycopg.Connection, dataset: Dataset, run_id: str) -> list[int
 def scheduled(conn: psycopg.Connection, dataset: Dataset) -> dict[str, bool]:
     out: dict[str, bool] = {}
     for table in dataset.tables:
-        row = conn.execute(
+        row = one(conn.execute(
             "SELECT bool_and(scheduled) FROM timescaledb_information.jobs"
             " WHERE proc_name = 'policy_compression' AND hypertable_schema = %s AND hypertable_name = %s",
             (table.schema, table.name),
-        ).fetchone()
+        ))
         out[table.name] = bool(row and row[0])
     return out
 
@@ -102,7 +103,7 @@ class RetentionHorizon:
             + f"): its chunks ending before {self.horizon.isoformat()} are dropped on the policy's next run"
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> RetentionInfo:
         return {"hypertable": self.hypertable, "job_id": self.job_id, "drop_after": self.drop_after,
                 "horizon": self.horizon.isoformat(), "scheduled": self.scheduled}
 
@@ -186,7 +187,7 @@ def continuous_aggregates(conn: psycopg.Connection, dataset: Dataset) -> list[Co
 
 def refresh_continuous_aggregates(
     conn: psycopg.Connection, dataset: Dataset, start: datetime, end: datetime
-) -> list[dict[str, Any]]:
+) -> list[RefreshedAggregate]:
     """Refresh every continuous aggregate over the dataset's hypertables for the window [start, end).
 
     The window is widened by one bucket on each side: TimescaleDB refreshes
@@ -197,13 +198,13 @@ def refresh_continuous_aggregates(
     """
     if not conn.autocommit:
         raise TidemarkError("refresh_continuous_aggregate must run outside a transaction block (autocommit)")
-    refreshed: list[dict[str, Any]] = []
+    refreshed: list[RefreshedAggregate] = []
     for cagg in continuous_aggregates(conn, dataset):
         width = cagg.bucket_width
-        lo, hi = conn.execute(
+        lo, hi = one(conn.execute(
             "SELECT %s::timestamptz - coalesce(%s::interval, '0'::interval), %s::timestamptz + coalesce(%s::interval, '0'::interval)",
             (start, width, end, width),
-        ).fetchone() or (start, end)
+        )) or (start, end)
         t0 = time.perf_counter()
         conn.execute(
             "CALL refresh_continuous_aggregate(%s::regclass, %s::timestamptz, %s::timestamptz)",

@@ -14,20 +14,22 @@ from typing import Any
 import psycopg
 
 from tidemark.compressor import Chunk
+from tidemark.connection import one
 from tidemark.datasets import Dataset
+from tidemark.payloads import BatchResultPayload, RefreshedAggregate, ReloadedWindow, Report, Summary
 from tidemark.timeparse import parse_instant
 
 
 def build_report(
     conn: psycopg.Connection,
     ds: Dataset,
-    summary: Mapping[str, Any],
-    results: Mapping[int, Mapping[str, Any] | None],
+    summary: Summary,
+    results: Mapping[int, BatchResultPayload | None],
     *,
-    reloaded: Sequence[Mapping[str, Any]] = (),
+    reloaded: Sequence[ReloadedWindow] = (),
     left_for_live: Sequence[Chunk] = (),
-    refreshed: Sequence[Mapping[str, Any]] = (),
-) -> dict[str, Any]:
+    refreshed: Sequence[RefreshedAggregate] = (),
+) -> Report:
     run_id = summary["run_id"]
     start = parse_instant(summary["start"])
     end = parse_instant(summary["end"])
@@ -36,8 +38,8 @@ def build_report(
         if r:
             for name, n in r["rows"].items():
                 loaded[name] = loaded.get(name, 0) + int(n)
-    for r in reloaded:
-        for name, n in r["rows"].items():
+    for w in reloaded:
+        for name, n in w["rows"].items():
             loaded[name] = loaded.get(name, 0) + int(n)
     in_window: dict[str, int] = {t.name: 0 for t in ds.tables}
     for (counts,) in conn.execute(
@@ -46,25 +48,25 @@ def build_report(
     ).fetchall():
         for name, n in counts.items():
             in_window[name] = in_window.get(name, 0) + int(n)
-    started_at, peak_chunks, peak_bytes = conn.execute(
+    started_at, peak_chunks, peak_bytes = one(conn.execute(
         "SELECT started_at, peak_backlog_chunks, peak_backlog_bytes FROM tidemark.runs WHERE run_id = %s", (run_id,)
-    ).fetchone()
-    last_commit = conn.execute(
+    ))
+    last_commit = one(conn.execute(
         "SELECT max(committed_at) FROM tidemark.batch_ledger WHERE run_id = %s", (run_id,)
-    ).fetchone()[0]
+    ))[0]
     # "Progressive" means compressed while batches were still loading, proven by
     # timestamps, not merely "compressed by the sensor".
-    during, after_by_sensor, final = conn.execute(
+    during, after_by_sensor, final = one(conn.execute(
         "SELECT count(*) FILTER (WHERE phase = 'progressive' AND compressed_at <= %s),"
         " count(*) FILTER (WHERE phase = 'progressive' AND compressed_at > %s),"
         " count(*) FILTER (WHERE phase = 'final')"
         " FROM tidemark.compression_log WHERE run_id = %s",
         (last_commit, last_commit, run_id),
-    ).fetchone()
-    last_compress = conn.execute(
+    ))
+    last_compress = one(conn.execute(
         "SELECT max(compressed_at) FROM tidemark.compression_log WHERE run_id = %s", (run_id,)
-    ).fetchone()[0]
-    now = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    ))[0]
+    now = one(conn.execute("SELECT clock_timestamp()"))[0]
     before, after, chunks_in_window, compressed_in_window = _sizes(conn, ds, start, end)
     rows_loaded = sum(loaded.values())
     load_seconds = (last_commit - started_at).total_seconds() if last_commit else 0.0
@@ -101,7 +103,7 @@ def build_report(
         "peak_uncompressed_backlog": {"chunks": peak_chunks, "bytes": peak_bytes},
         "seconds_from_last_batch_to_fully_compressed": round(tail, 2),
         "retention": list(summary.get("retention") or []),
-        "continuous_aggregates_refreshed": [dict(r) for r in refreshed],
+        "continuous_aggregates_refreshed": list(refreshed),
         "verified": True,
     }
 

@@ -9,7 +9,7 @@ run cannot block a dataset forever.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -125,7 +125,7 @@ def progress(conn: psycopg.Connection, run_id: str) -> RunProgress | None:
     return RunProgress(*row) if row else None
 
 
-def finish(conn: psycopg.Connection, run_id: str, state: str, report: dict[str, Any] | None = None) -> None:
+def finish(conn: psycopg.Connection, run_id: str, state: str, report: Mapping[str, Any] | None = None) -> None:
     """Close the claim. Runs with ``synchronous_commit = on``: this commit makes every earlier asynchronous one durable."""
     with conn.transaction():
         conn.execute("SET LOCAL synchronous_commit = on")

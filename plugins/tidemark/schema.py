@@ -212,7 +212,7 @@ def _ensure_hypertable(conn: psycopg.Connection, table: Hypertable) -> None:
         (table.schema, table.name),
     ).fetchone()
     if not (enabled and enabled[0]):
-        options = [sql.SQL("timescaledb.compress")]
+        options: list[sql.Composable] = [sql.SQL("timescaledb.compress")]
         if table.segmentby:
             options.append(sql.SQL("timescaledb.compress_segmentby = {}").format(sql.Literal(_column_list(conn, table.segmentby))))
         if table.orderby:
