@@ -14,5 +14,11 @@ want = os.environ["AIRFLOW_VERSION"]; \
 got = {d: version(d) for d in ("apache-airflow", "apache-airflow-core")}; \
 sys.exit(0 if set(got.values()) == {want} else f"Airflow changed by requirements.txt: {got}, image has {want}")'
 
-# DAGs and plugins (the tidemark package) are mounted by docker-compose.yaml, as in the official
-# compose file; this image carries only the dependencies.
+# Tidemark itself, installed the way users add it to their own Airflow image: one pip install (its
+# dependencies are already pinned above, hence --no-deps), then `tidemark-dags install /opt/airflow/dags`
+# would copy the DAG files. docker-compose.yaml mounts dags/ and plugins/ over that for development, as
+# the official compose file does; the mounted package is the same code.
+COPY pyproject.toml README.md /opt/tidemark/
+COPY plugins/tidemark /opt/tidemark/plugins/tidemark
+COPY dags /opt/tidemark/dags
+RUN pip install --no-cache-dir --no-deps /opt/tidemark

@@ -16,11 +16,12 @@ AIRFLOW_ENV = AIRFLOW_HOME=$(CURDIR)/.tidemark/airflow \
 	AIRFLOW_CONN_TIDEMARK_TIMESCALE=postgresql://postgres:postgres@127.0.0.1:$(TIDEMARK_DB_PORT)/postgres \
 	PYTHONPATH=$(CURDIR)/plugins
 
-.PHONY: help setup pg-setup test test-unit demo airflow bench db-start db-stop db-status clean
+.PHONY: help setup pg-setup test test-unit demo example airflow bench db-start db-stop db-status clean
 
 help:
 	@echo "make demo    - set up, start the embedded TimescaleDB and run tidemark_backfill; prints the report"
 	@echo "make test    - set up and run the whole test suite (starts its own engines)"
+	@echo "make example - load the worked example: a YAML dataset over daily Parquet files (examples/weather/)"
 	@echo "make airflow - Airflow standalone (UI on localhost:8080) wired to the embedded engine"
 	@echo "make bench   - benchmarks (bench/), prints ratios and writes bench/results/"
 	@echo "make db-start | db-stop | db-status - manage the embedded engine (TIDEMARK_DB_PORT=$(TIDEMARK_DB_PORT))"
@@ -81,6 +82,14 @@ DEMO_CONF ?= {"dataset": "ledgers", "start": "2024-01-01T00:00:00+00:00", "end":
 
 demo: setup db-start .tidemark/airflow/.migrated
 	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 $(PY) -m tidemark.demo '$(DEMO_CONF)'
+
+# The worked example of "Load your own data": a YAML dataset over daily Parquet files, loaded by the same DAG.
+EXAMPLE_CONF ?= {"dataset": "weather", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-08T00:00:00+00:00", "batch_interval": "6 hours"}
+
+example: setup db-start .tidemark/airflow/.migrated
+	@test -d examples/weather/data || $(PY) examples/weather/generate.py
+	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 \
+	  TIDEMARK_DATASETS_DIR=$(CURDIR)/examples/weather $(PY) -m tidemark.demo '$(EXAMPLE_CONF)'
 
 # standalone starts its components as plain `airflow` from PATH: the venv goes first on PATH.
 airflow: setup db-start .tidemark/airflow/.migrated

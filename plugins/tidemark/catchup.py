@@ -30,7 +30,7 @@ from psycopg import sql
 
 from tidemark import cursors, datasets, faults, ledger, runs
 from tidemark.backfill import BackfillRequest
-from tidemark.connection import ConnectionFactory
+from tidemark.connection import ConnectionFactory, one
 from tidemark.datasets import Dataset, Hypertable
 from tidemark.errors import TidemarkError
 from tidemark.loader import Staged, load_batch, replace_window, row_counts
@@ -157,9 +157,9 @@ def missing_batches(conn: psycopg.Connection, ds: Dataset, schema: str, plan: Se
             (schema,),
         ).fetchall()
     }
-    staged_ok = conn.execute(
+    staged_ok = one(conn.execute(
         "SELECT count(*) = %s FROM pg_catalog.pg_tables WHERE schemaname = %s", (len(ds.tables), schema)
-    ).fetchone()[0]
+    ))[0]
     if not staged_ok:
         return [b.index for b in plan]
     counts = _staged_counts(conn, ds, schema, [(b.start, b.end) for b in plan])

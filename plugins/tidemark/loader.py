@@ -24,8 +24,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tidemark import faults, ledger
-from tidemark.connection import ConnectionFactory, DatabaseUnreachable
+from tidemark import faults, ledger, retrying
+from tidemark.connection import ConnectionFactory
 from tidemark.datasets import Dataset, Hypertable
 from tidemark.encoding import BadRow, TablePayloads, encode_window
 from tidemark.planner import Batch
@@ -35,21 +35,8 @@ log = logging.getLogger(__name__)
 
 Staged = dict[str, TablePayloads]
 
-# Worth another attempt: the same statement may well succeed a moment later.
-_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57P01", "57P02", "57P03"}
-
-
 class ValueRefused(BadRow):
     """The database refused a value the source produced (bad syntax, out of range, too long)."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, DatabaseUnreachable):
-        return True
-    if isinstance(exc, psycopg.OperationalError):
-        state = getattr(exc, "sqlstate", None)
-        return state is None or state.startswith("08") or state in _TRANSIENT_SQLSTATES
-    return isinstance(exc, psycopg.Error) and getattr(exc, "sqlstate", None) in _TRANSIENT_SQLSTATES
 
 
 @dataclass(frozen=True)
@@ -175,18 +162,12 @@ def load_batch(
             dataset = resolve(conn, dataset)
     with staged_window(dataset, batch) as staged:
         t_generated = time.perf_counter()
-        for attempt in range(1, attempts + 1):
-            try:
+        attempt = 0
+        for try_ in retrying.policy(attempts=attempts, backoff_seconds=backoff_seconds, what=f"batch {batch.index}"):
+            with try_:
+                attempt = try_.retry_state.attempt_number
                 with connect() as conn:
                     writer(conn, dataset, batch, staged, run_id)
-                break
-            except Exception as exc:
-                if attempt == attempts or not is_transient(exc):
-                    raise
-                delay = backoff_seconds * 2 ** (attempt - 1)
-                log.warning("batch %s attempt %d failed transiently (%s); retrying in %.1fs", batch.index, attempt, exc,
-                            delay)
-                time.sleep(delay)
         counts = row_counts(staged)
     t_done = time.perf_counter()
     return BatchResult(

@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from tidemark.column_types import parse_type
+from tidemark.connection import one
 from tidemark.datasets import Column, Dataset, Hypertable
 from tidemark.errors import InvalidInput
 
@@ -190,13 +191,13 @@ def _ensure_hypertable(conn: psycopg.Connection, table: Hypertable) -> None:
     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
     conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(ident, columns))
     regclass = regclass_text(conn, table)
-    is_hyper = conn.execute(
+    is_hyper = one(conn.execute(
         "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables"
         " WHERE hypertable_schema = %s AND hypertable_name = %s)",
         (table.schema, table.name),
-    ).fetchone()[0]
+    ))[0]
     if not is_hyper:
-        has_rows = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(ident)).fetchone()[0]
+        has_rows = one(conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(ident)))[0]
         if has_rows:
             raise InvalidInput(
                 f"table {table.qualified} exists with rows but is not a hypertable; convert it first "

@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 
 from tidemark import ledger
+from tidemark.connection import one
 from tidemark.sources import base as sources
 from tidemark.datasets import Dataset
 from tidemark.schema import table_ident
@@ -70,7 +71,7 @@ def window_counts(
             "SELECT width_bucket({t}, %s::timestamptz[]) AS b, count(*) FROM {tbl}"
             " WHERE {t} >= %s AND {t} < %s GROUP BY b"
         ).format(t=t, tbl=table_ident(table))
-        per_bucket = dict(conn.execute(q, (bounds, bounds[0], bounds[-1])).fetchall())
+        per_bucket: dict[int, int] = dict(conn.execute(q, (bounds, bounds[0], bounds[-1])).fetchall())
         for k, (start, end) in enumerate(windows):
             # Bucket b holds [bounds[b-1], bounds[b]).
             out[k][table.name] = sum(per_bucket.get(b, 0) for b in range(position[start] + 1, position[end] + 1))
@@ -139,6 +140,6 @@ def checksum(conn: psycopg.Connection, dataset: Dataset, start: datetime, end: d
             "SELECT count(*), coalesce(md5(string_agg(r::text, E'\\n' ORDER BY r::text)), '') FROM"
             " (SELECT ROW({cols}) AS r FROM {tbl} WHERE {t} >= %s AND {t} < %s) x"
         ).format(cols=cols, tbl=table_ident(table), t=t)
-        n, digest = conn.execute(q, (start, end)).fetchone()
+        n, digest = one(conn.execute(q, (start, end)))
         out[table.name] = (int(n), digest)
     return out

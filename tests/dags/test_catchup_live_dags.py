@@ -84,7 +84,7 @@ def test_live_dag_ingests_below_threshold_and_hands_over_above(
     assert cursor(dsn, live_dataset) == START + timedelta(minutes=10)
     assert dag.test(run_conf={**base, "tip": (START + timedelta(minutes=16)).isoformat()}).state == "success"
     assert cursor(dsn, live_dataset) == START + timedelta(minutes=15)
-    assert counts(dsn, live_dataset, START, START + timedelta(hours=3)) == source_counts(live_dataset, 
+    assert counts(dsn, live_dataset, START, START + timedelta(hours=3)) == source_counts(live_dataset,
         START, START + timedelta(minutes=15)
     )
 

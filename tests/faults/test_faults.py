@@ -28,7 +28,8 @@ from tidemark.connection import DatabaseUnreachable, connect, factory
 from tidemark.encoding import BadRow
 from tidemark.datasets import Column, Dataset, Hypertable
 from tidemark.errors import InvalidInput
-from tidemark.loader import is_transient, load_batch
+from tidemark.loader import load_batch
+from tidemark.retrying import is_transient
 from tidemark.planner import Batch
 from tidemark.schema import ensure_schema, table_ident
 from tidemark.sources import PythonSource

@@ -108,7 +108,7 @@ class FilesSource:
         for _ in range(_MAX_PARTITIONS):
             if t >= end:
                 break
-            rendered = _PLACEHOLDER.sub(lambda m: t.strftime(m.group(2)) if m.group(1) == "start" else m.group(0), url)
+            rendered = _render(url, t)
             if not out or out[-1] != rendered:
                 out.append(rendered)
             t += step
@@ -221,6 +221,10 @@ class FilesSource:
 
     def describe(self) -> str:
         return f"{self.format} files at {_without_credentials(self.url)}"
+
+
+def _render(url: str, t: datetime) -> str:
+    return _PLACEHOLDER.sub(lambda m: t.strftime(m.group(2)) if m.group(1) == "start" else m.group(0), url)
 
 
 def _without_credentials(url: str) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
+from tidemark.connection import one
 from tidemark.datasets import check_identifier
 from tidemark.errors import InvalidInput
 from tidemark.sources import access
@@ -64,11 +65,11 @@ class SqlSource:
         self.count = bool(count)
         self.fetch_size = fetch_size
 
-    def _select(self, table: Hypertable, tables: Sequence[Hypertable]) -> sql.Composable:
+    def _select(self, table: Hypertable, tables: Sequence[Hypertable]) -> sql.SQL | sql.Composed:
         if self.query is not None:
             if len(tables) != 1:
                 raise InvalidInput("a sql source with a query feeds one table; give each table its own query")
-            return sql.SQL(self.query)  # type: ignore[arg-type]  # the dataset author's own query
+            return sql.SQL(self.query)  # the dataset author's own query (psycopg wants literals; this is config)
         source = sql.Identifier(self.schema, self.table or table.name)
         t = sql.Identifier(table.time_column)
         return sql.SQL("SELECT {} FROM {} WHERE {} >= %(start)s AND {} < %(end)s").format(
@@ -102,13 +103,13 @@ class SqlSource:
         with access.connection(self.conn_id)() as conn:
             for table in tables:
                 q = sql.SQL("SELECT count(*) FROM ({}) AS tidemark_window").format(self._select(table, tables))
-                out[table.name] = int(conn.execute(q, {"start": start, "end": end}).fetchone()[0])
+                out[table.name] = int(one(conn.execute(q, {"start": start, "end": end}))[0])
         return out
 
     def tip(self, tables: Sequence[Hypertable]) -> datetime | None:
         with access.connection(self.conn_id)() as conn:
             if self.tip_query:
-                row = conn.execute(sql.SQL(self.tip_query)).fetchone()  # type: ignore[arg-type]
+                row = conn.execute(sql.SQL(self.tip_query)).fetchone()  # the dataset author's own query
                 return row[0] if row else None
             tips = []
             for table in tables:
