@@ -40,7 +40,7 @@ from psycopg import sql  # noqa: E402
 
 from tidemark import datasets  # noqa: E402
 from tidemark.connection import factory  # noqa: E402
-from tidemark.copybuffer import encode_rows  # noqa: E402
+from tidemark.encoding import TableEncoder  # noqa: E402
 from tidemark.loader import BatchResult, load_batch  # noqa: E402
 from tidemark.planner import Batch, plan_batches  # noqa: E402
 from tidemark.schema import table_ident  # noqa: E402
@@ -114,10 +114,20 @@ def run_loader_parallel(dsn: str, ds: Any, batches: list[Batch], run_id: str, wo
     return {"rows": rows, "workers": workers, "wall_seconds": round(wall, 3), "rows_per_s": rows / wall}
 
 
+def encode(ds: Any, table: Any, rows: list[Any], b: Batch) -> tuple[bytes, int]:
+    """COPY text for the rows, by the loader's own encoder."""
+    enc = TableEncoder(ds.name, table, b.start, b.end)
+    enc.add(rows)
+    payloads = enc.finish()
+    text = b"".join(b"".join(p.chunks()) for p in payloads.parts.values())
+    payloads.close()
+    return text, payloads.rows
+
+
 def pregenerate(ds: Any, batches: list[Batch]) -> tuple[dict[int, dict[str, tuple[bytes, int]]], dict[str, float]]:
     """All rows, generated and encoded up front (timed apart from the database)."""
     t0 = time.perf_counter()
-    source = ds.source()
+    source = ds.source.stream  # the synthetic ledger stream behind the dataset's source
     t_source = time.perf_counter()
     gen = enc = 0.0
     out: dict[int, dict[str, tuple[bytes, int]]] = {}
@@ -127,7 +137,7 @@ def pregenerate(ds: Any, batches: list[Batch]) -> tuple[dict[int, dict[str, tupl
             g0 = time.perf_counter()
             rows = list(source.rows(t.name, b.start, b.end))
             g1 = time.perf_counter()
-            out[b.index][t.name] = encode_rows(t, rows, b.start, b.end)
+            out[b.index][t.name] = encode(ds, t, rows, b)
             gen += g1 - g0
             enc += time.perf_counter() - g1
     return out, {

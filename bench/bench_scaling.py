@@ -35,7 +35,7 @@ from common import (  # noqa: E402
 
 from tidemark import backfill, compressor, runs  # noqa: E402
 from tidemark.connection import factory  # noqa: E402
-from tidemark.loader import encode_batch, replace_window  # noqa: E402
+from tidemark.loader import replace_window, staged_window  # noqa: E402
 from tidemark.planner import Batch, plan_batches  # noqa: E402
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -116,9 +116,8 @@ def _make_chunks(connect: Any, ds: Any, start: datetime, end: datetime) -> int:
     with connect() as conn:
         while t < end:
             b = Batch(0, t, t + timedelta(minutes=1))
-            payloads = encode_batch(ds, b)
-            with conn.transaction():
-                replace_window(conn, ds, b, payloads)
+            with staged_window(ds, b) as staged, conn.transaction():
+                replace_window(conn, ds, b, staged)
             t += chunk
             n += 1
     return n

@@ -254,7 +254,7 @@ class TableEncoder:
     def _check_time(self, values: Sequence[Any], originals: Sequence[Any], origin: str) -> None:
         col = self.table.time_column
         try:
-            if set(map(type, values)) != {datetime} or any(v.utcoffset() is None for v in values):
+            if set(map(type, values)) != {datetime} or any(v.utcoffset() is None for v in dict.fromkeys(values)):
                 raise TypeError
             lo, hi = min(values), max(values)
         except (TypeError, AttributeError):
@@ -298,6 +298,14 @@ class TableEncoder:
                                origin)
         if kind.array:
             self._check_array_elements(column, kind, values, originals, origin)
+        if kind.base.startswith("timestamp") and not kind.array:
+            # Rows share timestamps (a ledger's transactions, a minute's readings): render each once.
+            unique = dict.fromkeys(values)
+            unique.pop(None, None)
+            rendered = dict(zip(unique, map(datetime.isoformat, unique)))
+            if nulls:
+                rendered[None] = _NULL
+            return list(map(rendered.__getitem__, values))
         if nulls:
             texts = [_NULL if v is None else convert(v) for v in values]
             strings = [t for t in texts if t is not _NULL]
