@@ -10,8 +10,8 @@ contain ``*`` globs and placeholders:
   window's files are listed;
 * ``{table}`` - the hypertable's name, so one source can feed several tables.
 
-Rows are filtered on the time column: Parquet through pyarrow dataset
-filters, so row groups outside the window are skipped; CSV batch by batch as
+Rows are filtered on the time column: Parquet row groups whose statistics
+lie outside the window are skipped unread; CSV is filtered batch by batch as
 it streams. Timestamps without a zone (naive Parquet columns, CSV text
 without an offset) are read as UTC. CSV files have a header row; ``delimiter``
 and ``null`` (the text meaning NULL, default empty) are optional.
@@ -141,29 +141,17 @@ class FilesSource:
                 for batch in self._batches(fs, path, table, start, end):
                     yield table.name, batch, f"file {path}"
 
-    def _batches(self, fs: Any, path: str, table: Hypertable, start: datetime, end: datetime) -> Iterator[Any]:
+    def _batches(
+        self, fs: Any, path: str, table: Hypertable, start: datetime, end: datetime, only_time: bool = False
+    ) -> Iterator[Any]:
+        """The file's rows in the window, as Arrow batches with the time column in UTC."""
         import pyarrow.compute as pc
-        import pyarrow.dataset as pads
 
-        data = pads.dataset(path, filesystem=fs, format=self._format(table))
-        names = data.schema.names
-        extra = sorted(set(names) - set(table.column_names))
-        if extra and table.name not in self._warned:
-            self._warned.add(table.name)
-            log.info("files source for %s: columns %s are not table columns; ignored", table.qualified, extra)
-        present = [c for c in table.column_names if c in names]
-        if table.time_column not in names:
-            raise InvalidInput(f"file {path} has no time column {table.time_column!r} (columns {names})")
         if self.format == "parquet":
-            ttype = data.schema.field(table.time_column).type
-            s, e = _bounds_for(ttype, start, end)
-            scanner = data.to_batches(columns=present, filter=(pads.field(table.time_column) >= s)
-                                      & (pads.field(table.time_column) < e), batch_size=65_536)
-            for batch in scanner:
-                if batch.num_rows:
-                    yield _utc_times(batch, table.time_column)
-            return
-        for batch in data.to_batches(columns=present, batch_size=65_536):
+            batches = self._parquet_batches(fs, path, table, start, end, only_time)
+        else:
+            batches = self._csv_batches(fs, path, table, only_time)
+        for batch in batches:
             batch = _utc_times(batch, table.time_column)
             times = batch.column(batch.schema.get_field_index(table.time_column))
             mask = pc.and_(pc.greater_equal(times, _scalar(start, times.type)), pc.less(times, _scalar(end, times.type)))
@@ -171,13 +159,56 @@ class FilesSource:
             if kept.num_rows:
                 yield kept
 
+    def _columns(self, path: str, names: Sequence[str], table: Hypertable, only_time: bool) -> list[str]:
+        if table.time_column not in names:
+            raise InvalidInput(f"file {path} has no time column {table.time_column!r} (columns {list(names)})")
+        extra = sorted(set(names) - set(table.column_names))
+        if extra and table.name not in self._warned:
+            self._warned.add(table.name)
+            log.info("files source for %s: columns %s are not table columns; ignored", table.qualified, extra)
+        if only_time:
+            return [table.time_column]
+        return [c for c in table.column_names if c in names]
+
+    def _parquet_batches(
+        self, fs: Any, path: str, table: Hypertable, start: datetime, end: datetime, only_time: bool
+    ) -> Iterator[Any]:
+        """Row group by row group, skipping those whose statistics lie outside the window.
+
+        ParquetFile rather than a pyarrow dataset scan: the scan's readahead
+        and pre-buffering made a batch's memory grow with the file.
+        """
+        import pyarrow.parquet as pq
+
+        with fs.open(path, "rb") as handle:
+            pf = pq.ParquetFile(handle, pre_buffer=False)
+            md = pf.metadata
+            columns = self._columns(path, pf.schema_arrow.names, table, only_time)
+            position = {md.schema.column(i).path: i for i in range(md.num_columns)}
+            t = position.get(table.time_column)
+            groups = []
+            for g in range(md.num_row_groups):
+                stats = md.row_group(g).column(t).statistics if t is not None else None
+                if stats is not None and stats.has_min_max and isinstance(stats.min, datetime):
+                    lo, hi = _as_utc(stats.min), _as_utc(stats.max)
+                    if hi < start or lo >= end:
+                        continue
+                groups.append(g)
+            if groups:
+                yield from pf.iter_batches(batch_size=65_536, row_groups=groups, columns=columns)
+
+    def _csv_batches(self, fs: Any, path: str, table: Hypertable, only_time: bool) -> Iterator[Any]:
+        import pyarrow.dataset as pads
+
+        data = pads.dataset(path, filesystem=fs, format=self._format(table))
+        columns = self._columns(path, data.schema.names, table, only_time)
+        yield from data.to_batches(columns=columns, batch_size=65_536, batch_readahead=1, fragment_readahead=1)
+
     def _format(self, table: Hypertable) -> Any:
         import pyarrow as pa
         import pyarrow.csv as csv
         import pyarrow.dataset as pads
 
-        if self.format == "parquet":
-            return pads.ParquetFileFormat()
         # Everything as text but the time column: PostgreSQL parses values, and text columns keep "007" as written.
         types = {c.name: pa.string() for c in table.cols}
         return pads.CsvFileFormat(
@@ -193,7 +224,7 @@ class FilesSource:
         for table in self._tables(tables):
             fs, files = self.files(table.name, start, end)
             out[table.name] = sum(
-                sum(b.num_rows for b in self._batches(fs, path, table, start, end)) for path in files
+                sum(b.num_rows for b in self._batches(fs, path, table, start, end, only_time=True)) for path in files
             )
         return out
 
@@ -212,7 +243,7 @@ class FilesSource:
                 continue
             far = datetime(9999, 1, 1, tzinfo=_UTC)
             latest = None
-            for batch in self._batches(fs, files[-1], table, datetime(1, 1, 2, tzinfo=_UTC), far):
+            for batch in self._batches(fs, files[-1], table, datetime(1, 1, 2, tzinfo=_UTC), far, only_time=True):
                 m = pc.max(batch.column(batch.schema.get_field_index(table.time_column))).as_py()
                 latest = m if latest is None or (m is not None and m > latest) else latest
             if latest is not None:
@@ -231,12 +262,8 @@ def _without_credentials(url: str) -> str:
     return re.sub(r"://[^/@]*@", "://***@", url)
 
 
-def _bounds_for(ttype: Any, start: datetime, end: datetime) -> tuple[Any, Any]:
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(ttype) and ttype.tz is None:
-        return start.astimezone(_UTC).replace(tzinfo=None), end.astimezone(_UTC).replace(tzinfo=None)
-    return start, end
+def _as_utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=_UTC) if t.tzinfo is None else t
 
 
 def _scalar(t: datetime, ttype: Any) -> Any:
