@@ -175,3 +175,22 @@ def test_after_an_engine_death_the_run_fails_after_the_configured_delay(
     got = tries(run)
     assert got["finalize[-1]"] == 2, got  # finalize met the dead engine, waited 1 s, failed again
     assert elapsed < 120, f"the run took {elapsed:.0f} s to fail after the engine died"
+
+
+def test_the_supervisors_relayed_answers_are_read_the_same_way() -> None:
+    """Under a real worker the supervisor relays the API's answer as AirflowRuntimeError (shape as in
+    airflow.sdk.execution_time.supervisor): only its 'Dag run not found' means gone."""
+    from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse
+
+    from tidemark.airflow_adapter import _definitely_not_found
+
+    def relayed(status: int | None, body: Any) -> AirflowRuntimeError:
+        return AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR,
+                                                 detail={"status_code": status, "message": "m", "detail": body}))
+
+    assert _definitely_not_found(relayed(404, {"detail": {"reason": "not_found", "message": "Dag run ... was not found"}}))
+    assert not _definitely_not_found(relayed(404, {"detail": "Not Found"}))  # a route miss
+    assert not _definitely_not_found(relayed(500, {"detail": {"reason": "not_found"}}))
+    assert not _definitely_not_found(relayed(None, None))  # transport error (ConnectError, timeout)
+    assert not _definitely_not_found(relayed(403, {"detail": "Forbidden"}))
