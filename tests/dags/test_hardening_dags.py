@@ -48,14 +48,15 @@ def claim_state(dsn: str, run_key: str) -> str:
 
 
 def test_a_rival_whose_state_the_execution_api_cannot_tell_keeps_its_claim(
-    registered_dataset: Dataset, airflow_conn: str, dsn: str, capfd: pytest.CaptureFixture[str]
+    registered_dataset: Dataset, airflow_conn: str, dsn: str, capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The plan task's real get_dagrun_state call fails (the request never reaches a route); the rival stays alive."""
     rival = "tidemark_backfill/manual__rival\x01"  # a control character: the API client refuses the request
     claim_as(dsn, registered_dataset, rival)
     run = load_dag().test(run_conf=conf(registered_dataset))
     assert run.state == "failed"
-    text = "".join(capfd.readouterr())
+    text = "".join(capfd.readouterr()) + caplog.text  # where the task's log lands depends on earlier tests
     assert "could not read the state of run tidemark_backfill/manual__rival" in text
     assert "counting run tidemark_backfill/manual__rival" in text and "as alive" in text
     assert "overlaps backfill run 'tidemark_backfill/manual__rival" in text
@@ -104,10 +105,12 @@ def test_every_task_retries_after_the_one_configured_delay(
 def test_plan_rides_out_a_briefly_unreachable_database(
     private_engine: EmbeddedEngine, airflow_db: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The plan task's first try finds the database port dead; the engine comes up then, and the retry finds it."""
+    """The plan task's first try finds the database port dead; the engine comes up then, and a retry finds it."""
+    private_engine.start()  # initialise the data dir now, so the restart below is quick (about 2 s)
+    private_engine.stop()
     monkeypatch.setenv("AIRFLOW_CONN_TIDEMARK_TIMESCALE", private_engine.dsn.split("?")[0])
     monkeypatch.setenv("TIDEMARK_RETRY_DELAY", "2")
-    monkeypatch.setenv("TIDEMARK_RETRIES", "3")
+    monkeypatch.setenv("TIDEMARK_RETRIES", "10")  # a slow machine: the run stops retrying as soon as one succeeds
     listener = socket.create_server(("127.0.0.1", private_engine.port))
 
     def refuse_once_then_start() -> None:
@@ -172,3 +175,22 @@ def test_after_an_engine_death_the_run_fails_after_the_configured_delay(
     got = tries(run)
     assert got["finalize[-1]"] == 2, got  # finalize met the dead engine, waited 1 s, failed again
     assert elapsed < 120, f"the run took {elapsed:.0f} s to fail after the engine died"
+
+
+def test_the_supervisors_relayed_answers_are_read_the_same_way() -> None:
+    """Under a real worker the supervisor relays the API's answer as AirflowRuntimeError (shape as in
+    airflow.sdk.execution_time.supervisor): only its 'Dag run not found' means gone."""
+    from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
+    from airflow.sdk.execution_time.comms import ErrorResponse
+
+    from tidemark.airflow_adapter import _definitely_not_found
+
+    def relayed(status: int | None, body: Any) -> AirflowRuntimeError:
+        return AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR,
+                                                 detail={"status_code": status, "message": "m", "detail": body}))
+
+    assert _definitely_not_found(relayed(404, {"detail": {"reason": "not_found", "message": "Dag run ... was not found"}}))
+    assert not _definitely_not_found(relayed(404, {"detail": "Not Found"}))  # a route miss
+    assert not _definitely_not_found(relayed(500, {"detail": {"reason": "not_found"}}))
+    assert not _definitely_not_found(relayed(None, None))  # transport error (ConnectError, timeout)
+    assert not _definitely_not_found(relayed(403, {"detail": "Forbidden"}))
