@@ -58,12 +58,13 @@ def record_poke(
     backlog_bytes: int,
     remaining_chunks: int,
     remaining_bytes: int,
+    cap: int = HISTORY_CAP,
 ) -> None:
     """The sensor's observation of one poke, for the UI's backlog plot (one short statement)."""
     conn.execute(
         _RECORD_POKE,
         {
-            "run": run_id, "cap": HISTORY_CAP, "keep": HISTORY_KEEP, "wm": watermark_batches, "wm_time": watermark_time,
+            "run": run_id, "cap": cap, "keep": HISTORY_KEEP, "wm": watermark_batches, "wm_time": watermark_time,
             "chunks": backlog_chunks, "bytes": backlog_bytes, "left_chunks": remaining_chunks,
             "left_bytes": remaining_bytes,
         },
@@ -150,7 +151,10 @@ def run_view(
     ``tasks`` are the run's mapped batch task instances (states from Airflow);
     ``staging`` is a catchup's staging schema (from its plan summary).
     """
-    row = conn.execute(_RUN, (run_key,)).fetchone()
+    try:
+        row = conn.execute(_RUN, (run_key,)).fetchone()
+    except psycopg.errors.UndefinedTable:  # no Tidemark run has ever planned on this database
+        return None
     if row is None:
         return None
     (run_id, dataset, kind, w_start, w_end, state, planned, wm_batches, wm_time, peak_chunks, peak_bytes,
@@ -233,9 +237,12 @@ def live_view(
     decision: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A live run: the dataset's cursor now, the source's tip, and the lag against the threshold."""
-    row = conn.execute(
-        "SELECT position, updated_at, updated_by, clock_timestamp() FROM tidemark.cursors WHERE dataset = %s", (dataset,)
-    ).fetchone()
+    try:
+        row = conn.execute(
+            "SELECT position, updated_at, updated_by FROM tidemark.cursors WHERE dataset = %s", (dataset,)
+        ).fetchone()
+    except psycopg.errors.UndefinedTable:
+        row = None
     cursor = row[0] if row else None
     lag = (tip - cursor).total_seconds() if cursor else None
     return {
@@ -263,9 +270,12 @@ FROM tidemark.runs r ORDER BY r.started_at DESC LIMIT %s
 
 def recent_runs(conn: psycopg.Connection, limit: int = 50) -> list[dict[str, Any]]:
     """The nav page's list: every dataset's latest runs, newest first."""
+    try:
+        found = conn.execute(_RECENT, (limit,)).fetchall()
+    except psycopg.errors.UndefinedTable:  # no Tidemark run has ever planned on this database
+        return []
     out = []
-    for (run_id, dataset, kind, w_start, w_end, state, planned, wm, started, finished, ratio,
-         loaded) in conn.execute(_RECENT, (limit,)).fetchall():
+    for (run_id, dataset, kind, w_start, w_end, state, planned, wm, started, finished, ratio, loaded) in found:
         dag_id, _, dag_run_id = run_id.partition("/")
         out.append({
             "run_id": run_id,

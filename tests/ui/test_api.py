@@ -13,18 +13,16 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-
-from tidemark import backfill
+from tidemark import backfill, catchup, cursors, live
 from tidemark.connection import factory
 from tidemark.datasets import Dataset
 
-UTC = timezone.utc
 START = datetime(2024, 6, 1, tzinfo=UTC)
 PASSWORD = "tidemark-ui-test"
 
@@ -67,23 +65,41 @@ def token(client: Any) -> str:
     return str(r.json()["access_token"])
 
 
-def add_dag_run(dag_id: str, run_id: str, state: str, tasks: dict[int, tuple[str, str]] = {}) -> None:
-    """The Airflow side of a run: its DagRun row and (optionally) mapped batch task instances."""
+def add_dag_run(
+    dag_id: str, run_id: str, state: str, tasks: dict[int, tuple[str, str]] | None = None, *,
+    task_id: str = "insert_batch", xcoms: dict[tuple[str, str], Any] | None = None, conf: dict[str, Any] | None = None,
+) -> None:
+    """The Airflow side of a run: its DagRun row, mapped batch task instances and XComs (as tasks leave them)."""
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
-    from sqlalchemy import insert
+    from sqlalchemy import insert, select
     from uuid6 import uuid7
 
     now = datetime.now(UTC)
     with create_session() as session:
         session.execute(insert(DagRun.__table__).values(
             dag_id=dag_id, run_id=run_id, run_type="manual", state=state, run_after=now, logical_date=None,
-            start_date=now, conf={}, clear_number=0, span_status="not_started",
+            start_date=now, conf=conf or {}, clear_number=0, span_status="not_started",
         ))
-        for index, (ti_state, label) in tasks.items():
+        dag_run_pk = session.execute(
+            select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).scalar_one()
+        for (xcom_task, key), value in (xcoms or {}).items():
             session.execute(insert(TaskInstance.__table__).values(
-                id=uuid7(), dag_id=dag_id, run_id=run_id, task_id="insert_batch", map_index=index, state=ti_state,
+                id=uuid7(), dag_id=dag_id, run_id=run_id, task_id=xcom_task, map_index=-1, state="success",
+                try_number=1, max_tries=0, pool="default_pool", pool_slots=1, queue="default", priority_weight=1,
+                custom_operator_name="", span_status="not_started", hostname="", unixname="",
+                executor_config=b"\x80\x04}\x94.",
+            ))
+            # As the Task Execution API stores it: the JSON value itself.
+            session.execute(insert(XComModel.__table__).values(
+                dag_run_id=dag_run_pk, task_id=xcom_task, map_index=-1, key=key, dag_id=dag_id, run_id=run_id,
+                value=value, timestamp=now,
+            ))
+        for index, (ti_state, label) in (tasks or {}).items():
+            session.execute(insert(TaskInstance.__table__).values(
+                id=uuid7(), dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=index, state=ti_state,
                 rendered_map_index=label, try_number=1, max_tries=2, pool="default_pool", pool_slots=1, queue="default",
                 priority_weight=1, custom_operator_name="", span_status="not_started", hostname="", unixname="",
                 executor_config=b"\x80\x04}\x94.",
@@ -113,8 +129,8 @@ def load(dsn: str, ds: Dataset, key: str, *, only: int | None = None, fail: set[
     return summary, batches, states, results
 
 
-def get(client: Any, token: str, dag_run: str) -> Any:
-    return client.get(f"/tidemark/api/dags/tidemark_backfill/runs/{dag_run}", headers={"Authorization": f"Bearer {token}"})
+def get(client: Any, token: str, dag_run: str, dag_id: str = "tidemark_backfill") -> Any:
+    return client.get(f"/tidemark/api/dags/{dag_id}/runs/{dag_run}", headers={"Authorization": f"Bearer {token}"})
 
 
 def runs_row(conn: psycopg.Connection, key: str) -> tuple[Any, ...]:
@@ -177,6 +193,41 @@ def test_failed_run_names_the_batch_and_how_to_resume(
     assert view["failed_batches"] == [{"index": 1, "state": "failed", "window": "window 1"}]
     assert view["watermark"]["batches"] == 1 and view["loaded_batches"] == 3 and view["loaded_beyond_watermark"] == 2
     assert "clear the failed task instances" in view["resume"]
+
+
+def test_catchup_run_shows_staging_then_the_publish(
+    client: Any, token: str, dsn: str, conn: psycopg.Connection, registered_dataset: Dataset
+) -> None:
+    rid = f"manual__{uuid.uuid4().hex[:8]}"
+    key = f"tidemark_catchup/{rid}"
+    connect = factory(dsn)
+    planned = catchup.plan_catchup(connect, request(registered_dataset, hours=6), key)
+    summary, batches = planned["summary"], planned["batches"]
+    catchup.stage_batch(connect, summary, batches[0])
+    add_dag_run("tidemark_catchup", rid, "running", xcoms={("plan", "summary"): summary})
+    view = get(client, token, rid, "tidemark_catchup").json()
+    assert view["kind"] == "catchup" and view["refresh"] is True
+    assert view["catchup"]["staged_batches"] == view["loaded_batches"] == 1 and view["planned_batches"] == 2
+    assert view["catchup"]["outcome"] == "pending"
+    catchup.stage_batch(connect, summary, batches[1])
+    catchup.publish(connect, summary, batches, {0: "success", 1: "success"})
+    view = get(client, token, rid, "tidemark_catchup").json()
+    assert view["state"] == "succeeded" and view["catchup"]["outcome"] == "published"
+    assert view["catchup"]["cursor_after_publish"] == (START + timedelta(hours=6)).isoformat()
+    assert sum(view["catchup"]["published_rows"].values()) > 0
+
+
+def test_live_run_shows_cursor_tip_and_lag(client: Any, token: str, dsn: str, conn: psycopg.Connection,
+                                           registered_dataset: Dataset) -> None:
+    rid = f"scheduled__{uuid.uuid4().hex[:8]}"
+    cursors.initialise(conn, registered_dataset.name, START, by="test")
+    decision = live.Decision("catchup", registered_dataset.name, START, START + timedelta(hours=3), "lag 3 hours")
+    add_dag_run("tidemark_live", rid, "success", xcoms={("decide", "decision"): decision.to_dict()},
+                conf={"lag_threshold": "1 hour"})
+    view = get(client, token, rid, "tidemark_live").json()
+    assert view["kind"] == "live" and view["cursor"] == START.isoformat() and view["refresh"] is False
+    assert view["lag_seconds"] == 3 * 3600 and view["threshold_seconds"] == 3600 and view["over_threshold"] is True
+    assert view["decision"]["action"] == "catchup"
 
 
 def test_unknown_run_is_404(client: Any, token: str) -> None:

@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import psycopg
 from fastapi import Depends, FastAPI, HTTPException
@@ -64,7 +64,10 @@ def _default_factory() -> psycopg.Connection:
 
 def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastAPI:
     from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+    from airflow.api_fastapi.auth.managers.models.resource_details import (
+        DagAccessEntity,
+        DagDetails,
+    )
     from airflow.api_fastapi.common.db.common import SessionDep
     from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
     from airflow.models.dagrun import DagRun
@@ -146,10 +149,11 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
             raise HTTPException(404, f"{dag_id} is not a Tidemark DAG")
         if dag_id == "tidemark_live":
             return JSONResponse({**base, **live(dag_id, run_id, dict(dag_run.conf or {}), session)})
+        ti_columns: list[Any] = [TaskInstance.map_index, TaskInstance.state, TaskInstance.rendered_map_index]
         tasks = [
             progress.TaskInfo(int(i), str(getattr(s, "value", s)) if s is not None else None, label)
             for i, s, label in session.execute(
-                select(TaskInstance.map_index, TaskInstance.state, TaskInstance.rendered_map_index).where(
+                select(*ti_columns).where(
                     TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id,
                     TaskInstance.task_id == BATCH_TASKS[dag_id], TaskInstance.map_index >= 0,
                 )
@@ -172,35 +176,9 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
 
         decision = xcom(session, dag_id, run_id, "decide", "decision")
         dataset = (decision or {}).get("dataset") or conf.get("dataset") or "ledgers"
-        tip = parse_instant(decision["tip"]) if decision and decision.get("tip") else datetime.now(timezone.utc)
+        tip = parse_instant(decision["tip"]) if decision and decision.get("tip") else datetime.now(UTC)
         threshold = parse_interval(conf.get("lag_threshold") or "1 hour")
         view, ms = query(lambda conn: progress.live_view(conn, dataset, tip=tip, threshold=threshold, decision=decision))
         return {**view, "db_ms": round(ms, 2)}
 
     return app
-
-
-class LazyApp:
-    """An ASGI app that builds the FastAPI app on its first request.
-
-    Airflow loads plugins in every component (scheduler, task processes); only
-    the API server serves requests, so only it pays for importing the API's
-    security machinery.
-    """
-
-    def __init__(self, factory: Callable[[], FastAPI] = create_app) -> None:
-        self._factory = factory
-        self._app: FastAPI | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def app(self) -> FastAPI:
-        if self._app is None:
-            with self._lock:
-                if self._app is None:
-                    self._app = self._factory()
-        return self._app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-

@@ -9,19 +9,45 @@ shows on every DAG's runs and says so for a run that is not Tidemark's.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from airflow.plugins_manager import AirflowPlugin
 
-from tidemark.ui.app import LazyApp
-
 URL_PREFIX = "/tidemark"
+
+
+class LazyApp:
+    """An ASGI app that builds the FastAPI app (``tidemark.ui.app``) on its first request.
+
+    Airflow loads plugins in every component, task processes included (for
+    macros); only the API server serves requests, so only it imports FastAPI and
+    the API's security machinery.
+    """
+
+    def __init__(self) -> None:
+        self._app: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def app(self) -> Any:
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    from tidemark.ui.app import create_app
+
+                    self._app = create_app()
+        return self._app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
 
 
 class TidemarkUIPlugin(AirflowPlugin):
     name = "tidemark"
-    fastapi_apps: list[Any] = [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "Tidemark"}]
-    external_views: list[Any] = [
+    # Plain class attributes, as AirflowPlugin declares them (a ClassVar would not type-check).
+    fastapi_apps: list[Any] = [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "Tidemark"}]  # noqa: RUF012
+    external_views: list[Any] = [  # noqa: RUF012
         {
             "name": "Tidemark",
             "href": URL_PREFIX + "/run?dag_id={DAG_ID}&run_id={RUN_ID}",

@@ -38,13 +38,14 @@ var Tidemark = (function () {
   function showError(msg) { var e = $("error"); e.textContent = msg; e.hidden = false; }
 
   // ---- the plot: backlog (MiB, before and after each poke's compression) and watermark (batches) over time
-  function plot(target, history, planned) {
+  function plot(target, history, planned, startedAt) {
     target.replaceChildren();
     if (!history.length) { target.appendChild(el("div", { class: "muted" }, "No sensor poke recorded yet.")); return; }
-    var W = 760, H = 220, L = 56, R = 56, T = 10, B = 28, NS = "http://www.w3.org/2000/svg";
+    var W = 760, H = 200, L = 60, R = 70, T = 10, B = 28, NS = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(NS, "svg");
     svg.setAttribute("viewBox", "0 0 " + W + " " + H); svg.setAttribute("width", "100%"); svg.setAttribute("id", "backlog-plot");
-    var t0 = history[0].at, t1 = Math.max(history[history.length - 1].at, t0 + 1);
+    var started = startedAt ? Date.parse(startedAt) / 1000 : history[0].at;
+    var t0 = Math.min(started, history[0].at), t1 = Math.max(history[history.length - 1].at, t0 + 1);
     var maxB = Math.max.apply(null, history.map(function (p) { return p.backlog_bytes; }).concat([1]));
     var maxW = Math.max(planned, 1);
     var x = function (t) { return L + (t - t0) / (t1 - t0) * (W - L - R); };
@@ -61,18 +62,20 @@ var Tidemark = (function () {
     add("line", { x1: W - R, y1: T, x2: W - R, y2: H - B, class: "axis" });
     add("text", { x: L - 6, y: T + 10, "text-anchor": "end" }, mib(maxB));
     add("text", { x: L - 6, y: H - B, "text-anchor": "end" }, "0");
-    add("text", { x: W - R + 6, y: T + 10 }, maxW + " b.");
+    add("text", { x: W - R + 6, y: T + 10 }, maxW + " batches");
     add("text", { x: W - R + 6, y: H - B }, "0");
-    add("text", { x: L, y: H - 8 }, "0 s");
+    add("text", { x: L, y: H - 8 }, "run start");
     add("text", { x: W - R, y: H - 8, "text-anchor": "end" }, duration(t1 - t0));
     // Sawtooth: the backlog a poke found, then what it left after compressing.
-    var pts = [];
+    var pts = [x(t0) + "," + yB(0)];
     history.forEach(function (p) { pts.push(x(p.at) + "," + yB(p.backlog_bytes)); pts.push(x(p.at) + "," + yB(p.remaining_bytes)); });
     add("polyline", { points: pts.join(" "), fill: "none", stroke: "var(--backlog)", "stroke-width": 2, id: "backlog-line" });
-    var wpts = history.map(function (p) { return x(p.at) + "," + yW(p.watermark_batches); });
+    // The watermark is known at each poke and holds until the next: a step line.
+    var wpts = [x(t0) + "," + yW(0)], prev = 0;
+    history.forEach(function (p) { wpts.push(x(p.at) + "," + yW(prev)); wpts.push(x(p.at) + "," + yW(p.watermark_batches)); prev = p.watermark_batches; });
     add("polyline", { points: wpts.join(" "), fill: "none", stroke: "var(--wm)", "stroke-width": 2, "stroke-dasharray": "5 3", id: "watermark-line" });
     target.appendChild(svg);
-    var peak = history.reduce(function (a, p) { return p.backlog_chunks > a.backlog_chunks ? p : a; }, history[0]);
+    var peak = history.reduce(function (a, p) { return p.backlog_bytes > a.backlog_bytes ? p : a; }, history[0]);
     target.appendChild(el("div", { class: "legend muted" },
       "— uncompressed backlog (left axis; peak " + peak.backlog_chunks + " chunks, " + mib(peak.backlog_bytes) +
       ")   - - watermark in batches (right axis)   " + history.length + " pokes"));
@@ -96,7 +99,7 @@ var Tidemark = (function () {
       ["state", "run-state", d.state, d.state],
       ["rows loaded", "rows-loaded", fmt(d.rows_loaded), d.rows_loaded],
       ["rows/s", "rows-per-second", fmt(d.rows_per_second), d.rows_per_second],
-      [d.state === "running" ? "ETA" : "elapsed", d.state === "running" ? "eta" : "elapsed",
+      [d.state === "running" ? "ETA" : "load time", d.state === "running" ? "eta" : "elapsed",
         d.state === "running" ? duration(d.eta_seconds) : duration(d.elapsed_seconds), d.state === "running" ? d.eta_seconds : d.elapsed_seconds],
     ];
     if (d.kind !== "catchup") {
@@ -118,7 +121,7 @@ var Tidemark = (function () {
       failed.hidden = false;
     } else failed.hidden = true;
     $("progress-section").hidden = false;
-    if (d.kind !== "catchup") { plot($("plot"), d.history, planned); $("plot-section").hidden = false; }
+    if (d.kind !== "catchup") { plot($("plot"), d.history, planned, d.started_at); $("plot-section").hidden = false; }
     renderExtra(d);
   }
 
