@@ -24,7 +24,7 @@ from typing import Any
 
 import psycopg
 
-HISTORY_CAP = 512
+HISTORY_CAP = 256  # plenty for a plot ~760 px wide; the tab reads all of it every refresh
 HISTORY_KEEP = timedelta(days=14)
 
 # One statement: thin this run's history if it is full, prune old runs' history, insert the poke.
@@ -45,6 +45,7 @@ SELECT r.run_id, %(wm)s, %(wm_time)s, %(chunks)s, %(bytes)s, %(left_chunks)s, %(
                  WHERE b.dataset = r.dataset AND b.run_id = r.run_id
                    AND b.window_start >= r.window_start AND b.window_start < r.window_end), 0)
 FROM tidemark.runs r WHERE r.run_id = %(run)s
+ON CONFLICT (run_id, at) DO NOTHING
 """
 
 
@@ -60,15 +61,24 @@ def record_poke(
     remaining_bytes: int,
     cap: int = HISTORY_CAP,
 ) -> None:
-    """The sensor's observation of one poke, for the UI's backlog plot (one short statement)."""
-    conn.execute(
-        _RECORD_POKE,
-        {
-            "run": run_id, "cap": cap, "keep": HISTORY_KEEP, "wm": watermark_batches, "wm_time": watermark_time,
-            "chunks": backlog_chunks, "bytes": backlog_bytes, "left_chunks": remaining_chunks,
-            "left_bytes": remaining_bytes,
-        },
-    )
+    """The sensor's observation of one poke, for the UI's backlog plot (one short statement).
+
+    Never fails the poke over the plot: two observations in the same clock tick
+    (the embedded engine's clock has millisecond resolution) keep the first,
+    and a database whose bookkeeping predates the table (a run planned before
+    an upgrade) simply gets no history until its next run creates it.
+    """
+    try:
+        conn.execute(
+            _RECORD_POKE,
+            {
+                "run": run_id, "cap": cap, "keep": HISTORY_KEEP, "wm": watermark_batches, "wm_time": watermark_time,
+                "chunks": backlog_chunks, "bytes": backlog_bytes, "left_chunks": remaining_chunks,
+                "left_bytes": remaining_bytes,
+            },
+        )
+    except psycopg.errors.UndefinedTable:
+        pass
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ class TaskInfo:
 
 FAILED_STATES = frozenset({"failed", "upstream_failed", "removed"})
 
-_RUN = """
+_RUN_TEMPLATE = """
 SELECT r.run_id, r.dataset, r.kind, r.window_start, r.window_end, r.state, r.planned_batches,
        r.watermark_batches, r.watermark_time, r.peak_backlog_chunks, r.peak_backlog_bytes,
        r.started_at, r.updated_at, r.finished_at, r.report, clock_timestamp(),
@@ -101,13 +111,17 @@ LEFT JOIN LATERAL (
     SELECT count(*) AS compressed, count(*) FILTER (WHERE phase = 'progressive') AS progressive,
            coalesce(sum(bytes_before), 0) AS bytes_before, coalesce(sum(bytes_after), 0) AS bytes_after
     FROM tidemark.compression_log WHERE run_id = r.run_id) c ON true
-LEFT JOIN LATERAL (
+{history}
+WHERE r.run_id = %s
+"""
+_HISTORY = """LEFT JOIN LATERAL (
     SELECT json_agg(json_build_array(extract(epoch FROM p.at), p.watermark_batches, extract(epoch FROM p.watermark_time),
                                      p.backlog_chunks, p.backlog_bytes, p.remaining_chunks, p.remaining_bytes,
                                      p.rows_loaded) ORDER BY p.at) AS history
-    FROM tidemark.poke_history p WHERE p.run_id = r.run_id) h ON true
-WHERE r.run_id = %s
-"""
+    FROM tidemark.poke_history p WHERE p.run_id = r.run_id) h ON true"""
+_NO_HISTORY = "CROSS JOIN (SELECT NULL::json AS history) h"
+_RUN = _RUN_TEMPLATE.replace("{history}", _HISTORY)
+_RUN_WITHOUT_HISTORY = _RUN_TEMPLATE.replace("{history}", _NO_HISTORY)
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -153,8 +167,11 @@ def run_view(
     """
     try:
         row = conn.execute(_RUN, (run_key,)).fetchone()
-    except psycopg.errors.UndefinedTable:  # no Tidemark run has ever planned on this database
-        return None
+    except psycopg.errors.UndefinedTable:
+        try:  # bookkeeping from before the history table (created by the next run's plan)
+            row = conn.execute(_RUN_WITHOUT_HISTORY, (run_key,)).fetchone()
+        except psycopg.errors.UndefinedTable:  # no Tidemark run has ever planned on this database
+            return None
     if row is None:
         return None
     (run_id, dataset, kind, w_start, w_end, state, planned, wm_batches, wm_time, peak_chunks, peak_bytes,

@@ -16,7 +16,7 @@ const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tidemark-chromium-'))
 const context = await chromium.launchPersistentContext(userDataDir, {
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   headless: true,
-  viewport: { width: 1400, height: 1450 },
+  viewport: { width: 1400, height: 1120 },
   args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-quic', '--no-first-run',
          '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
 });

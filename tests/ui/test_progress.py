@@ -61,3 +61,16 @@ def test_a_database_without_bookkeeping_shows_nothing_rather_than_failing(privat
         assert progress.recent_runs(c) == []
         assert progress.run_view(c, "tidemark_backfill/none") is None
         assert progress.live_view(c, "ledgers", tip=START, threshold=timedelta(hours=1))["cursor"] is None
+        # A run planned before an upgrade added the history table: its pokes go on without history.
+        key = _run(c)
+        c.execute("DROP TABLE tidemark.poke_history")
+        _poke(c, key, 1, cap=progress.HISTORY_CAP)
+        assert progress.run_view(c, key) is not None
+
+
+def test_pokes_within_one_clock_tick_never_fail(conn: psycopg.Connection) -> None:
+    key = _run(conn)
+    for i in range(60):  # the embedded engine's clock ticks in milliseconds: some of these collide
+        _poke(conn, key, i, cap=progress.HISTORY_CAP)
+    kept = _history(conn, key)
+    assert 0 < len(kept) <= 60 and kept == sorted(kept)
