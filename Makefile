@@ -4,6 +4,8 @@ SHELL := /bin/bash
 
 PYTHON ?= python3.11
 VENV := .venv
+# The browser test (tests/browser): playwright-core drives Debian's chromium (no browser download).
+CHROMIUM := /usr/bin/chromium
 PY := $(VENV)/bin/python
 export TIDEMARK_DB_PORT ?= 55432
 export TIDEMARK_DB_DATA ?= $(CURDIR)/.tidemark/db
@@ -27,7 +29,7 @@ help:
 	@echo "make db-start | db-stop | db-status - manage the embedded engine (TIDEMARK_DB_PORT=$(TIDEMARK_DB_PORT))"
 
 # Idempotent: each stamp is rebuilt only when its inputs change.
-setup: $(VENV)/.stamp embedded/node_modules/.stamp pg-setup
+setup: $(VENV)/.stamp embedded/node_modules/.stamp pg-setup tests/browser/node_modules/.stamp $(CHROMIUM)
 
 # Debian's PostgreSQL 15 server (embedded/pgctl: Airflow's metadata DB for `make airflow` and the
 # real-scheduler tests). Installed only where it is missing; no system cluster is created or started.
@@ -54,6 +56,15 @@ $(VENV)/.stamp: requirements.txt
 embedded/node_modules/.stamp: embedded/package.json embedded/package-lock.json
 	cd embedded && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+tests/browser/node_modules/.stamp: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "the browser test needs Debian's chromium at $(CHROMIUM) (apt-get install chromium)"; exit 1; }
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 db-start: setup
 	@embedded/dbctl start

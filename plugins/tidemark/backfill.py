@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from tidemark import compressor, cursors, datasets, faults, ledger, payloads, policies, runs
+from tidemark import compressor, cursors, datasets, faults, ledger, payloads, policies, progress, runs
 from tidemark.connection import ConnectionFactory, one
 from tidemark.datasets import Dataset
 from tidemark.errors import InvalidInput, TidemarkError
@@ -244,6 +244,10 @@ def poke(
         runs.record_progress(
             conn, run_id, watermark_batches=wm.completed, watermark_time=wm.time,
             backlog_chunks=peak_chunks, backlog_bytes=peak_bytes,
+        )
+        progress.record_poke(
+            conn, run_id, watermark_batches=wm.completed, watermark_time=wm.time, backlog_chunks=peak_chunks,
+            backlog_bytes=peak_bytes, remaining_chunks=backlog_chunks, remaining_bytes=backlog_bytes,
         )
         total = one(conn.execute(
             "SELECT count(*) FROM tidemark.compression_log WHERE run_id = %s AND phase = 'progressive'", (run_id,)

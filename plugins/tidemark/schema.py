@@ -72,6 +72,20 @@ _BOOKKEEPING_DDL = [
         bytes_after bigint,
         seconds double precision NOT NULL,
         compressed_at timestamptz NOT NULL DEFAULT clock_timestamp())""",
+    "CREATE INDEX IF NOT EXISTS compression_log_run_id ON tidemark.compression_log (run_id)",
+    # One row per sensor poke (watermark, backlog, rows so far): the UI's backlog plot.
+    # Bounded per run and pruned by tidemark.progress.record_poke; goes with the run's row.
+    """CREATE TABLE IF NOT EXISTS tidemark.poke_history (
+        run_id text NOT NULL REFERENCES tidemark.runs (run_id) ON DELETE CASCADE,
+        at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        watermark_batches integer NOT NULL,
+        watermark_time timestamptz,
+        backlog_chunks integer NOT NULL,
+        backlog_bytes bigint NOT NULL,
+        remaining_chunks integer NOT NULL,
+        remaining_bytes bigint NOT NULL,
+        rows_loaded bigint NOT NULL,
+        PRIMARY KEY (run_id, at))""",
     # Compression policy jobs Tidemark switched off for a load, to switch back on.
     """CREATE TABLE IF NOT EXISTS tidemark.paused_policies (
         job_id integer PRIMARY KEY,

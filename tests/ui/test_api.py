@@ -1,0 +1,262 @@
+"""The Tidemark plugin's endpoints, served by Airflow's own API app with real authentication.
+
+The app is Airflow's ``create_app()`` (the plugin is discovered from the
+plugins folder exactly as the API server does), the auth manager is the
+default SimpleAuthManager with a known password, a token is obtained from
+``POST /auth/token`` as the UI's login does, and every number comes from the
+real embedded engine after the same library calls the DAG tasks make.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from tidemark import backfill, catchup, cursors, live
+from tidemark.connection import factory
+from tidemark.datasets import Dataset
+
+START = datetime(2024, 6, 1, tzinfo=UTC)
+PASSWORD = "tidemark-ui-test"
+
+
+@pytest.fixture(scope="module")
+def client(airflow_db: Path, dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    passwords = tmp_path_factory.mktemp("auth") / "passwords.json"
+    passwords.write_text(json.dumps({"admin": PASSWORD}))
+    saved = {k: os.environ.get(k) for k in ("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE",
+                                             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS",
+                                             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS",
+                                             "AIRFLOW_CONN_TIDEMARK_TIMESCALE")}
+    os.environ.update({
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW_CONN_TIDEMARK_TIMESCALE": dsn.split("?")[0],
+    })
+    from airflow.api_fastapi.app import create_app, purge_cached_app
+
+    purge_cached_app()
+    try:
+        with TestClient(create_app()) as c:
+            yield c
+    finally:
+        purge_cached_app()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def token(client: Any) -> str:
+    r = client.post("/auth/token", json={"username": "admin", "password": PASSWORD})
+    assert r.status_code in (200, 201), r.text
+    return str(r.json()["access_token"])
+
+
+def add_dag_run(
+    dag_id: str, run_id: str, state: str, tasks: dict[int, tuple[str, str]] | None = None, *,
+    task_id: str = "insert_batch", xcoms: dict[tuple[str, str], Any] | None = None, conf: dict[str, Any] | None = None,
+) -> None:
+    """The Airflow side of a run: its DagRun row, mapped batch task instances and XComs (as tasks leave them)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import insert, select
+    from uuid6 import uuid7
+
+    now = datetime.now(UTC)
+    with create_session() as session:
+        session.execute(insert(DagRun.__table__).values(
+            dag_id=dag_id, run_id=run_id, run_type="manual", state=state, run_after=now, logical_date=None,
+            start_date=now, conf=conf or {}, clear_number=0, span_status="not_started",
+        ))
+        dag_run_pk = session.execute(
+            select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).scalar_one()
+        for (xcom_task, key), value in (xcoms or {}).items():
+            session.execute(insert(TaskInstance.__table__).values(
+                id=uuid7(), dag_id=dag_id, run_id=run_id, task_id=xcom_task, map_index=-1, state="success",
+                try_number=1, max_tries=0, pool="default_pool", pool_slots=1, queue="default", priority_weight=1,
+                custom_operator_name="", span_status="not_started", hostname="", unixname="",
+                executor_config=b"\x80\x04}\x94.",
+            ))
+            # As the Task Execution API stores it: the JSON value itself.
+            session.execute(insert(XComModel.__table__).values(
+                dag_run_id=dag_run_pk, task_id=xcom_task, map_index=-1, key=key, dag_id=dag_id, run_id=run_id,
+                value=value, timestamp=now,
+            ))
+        for index, (ti_state, label) in (tasks or {}).items():
+            session.execute(insert(TaskInstance.__table__).values(
+                id=uuid7(), dag_id=dag_id, run_id=run_id, task_id=task_id, map_index=index, state=ti_state,
+                rendered_map_index=label, try_number=1, max_tries=2, pool="default_pool", pool_slots=1, queue="default",
+                priority_weight=1, custom_operator_name="", span_status="not_started", hostname="", unixname="",
+                executor_config=b"\x80\x04}\x94.",
+            ))
+
+
+def request(ds: Dataset, hours: int = 12) -> backfill.BackfillRequest:
+    return backfill.BackfillRequest.from_params(
+        {"dataset": ds.name, "start": START.isoformat(), "end": (START + timedelta(hours=hours)).isoformat(),
+         "batch_interval": "3 hours"}
+    )
+
+
+def load(dsn: str, ds: Dataset, key: str, *, only: int | None = None, fail: set[int] = frozenset()) -> tuple[dict, list, dict, dict]:
+    connect = factory(dsn)
+    planned = backfill.plan_run(connect, request(ds), key)
+    summary, batches = planned["summary"], planned["batches"]
+    states: dict[int, str] = {}
+    results: dict[int, dict] = {}
+    for b in batches[:only]:
+        if b["index"] in fail:
+            states[b["index"]] = "failed"
+            continue
+        results[b["index"]] = backfill.insert_batch(connect, summary, b)
+        states[b["index"]] = "success"
+        backfill.poke(connect, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
+    return summary, batches, states, results
+
+
+def get(client: Any, token: str, dag_run: str, dag_id: str = "tidemark_backfill") -> Any:
+    return client.get(f"/tidemark/api/dags/{dag_id}/runs/{dag_run}", headers={"Authorization": f"Bearer {token}"})
+
+
+def runs_row(conn: psycopg.Connection, key: str) -> tuple[Any, ...]:
+    return conn.execute(
+        "SELECT state, planned_batches, watermark_batches, report FROM tidemark.runs WHERE run_id = %s", (key,)
+    ).fetchone()
+
+
+def test_finished_run(client: Any, token: str, dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
+    rid = f"manual__{uuid.uuid4().hex[:8]}"
+    key = f"tidemark_backfill/{rid}"
+    summary, batches, states, results = load(dsn, registered_dataset, key)
+    backfill.finalize(factory(dsn), summary, batches, states, results)
+    add_dag_run("tidemark_backfill", rid, "success")
+    r = get(client, token, rid)
+    assert r.status_code == 200, r.text
+    view = r.json()
+    state, planned, wm, report = runs_row(conn, key)
+    assert (view["state"], view["planned_batches"], view["watermark"]["batches"]) == (state, planned, wm) == ("succeeded", 4, 4)
+    assert view["loaded_batches"] == 4 and view["loaded_beyond_watermark"] == 0 and view["failed_batches"] == []
+    assert view["rows_loaded"] == report["rows_loaded_total"] > 0
+    assert view["report"] == report and view["refresh"] is False and view["eta_seconds"] is None
+    assert len(view["history"]) == 4  # one row per poke
+    assert view["history"][-1]["watermark_batches"] == 4 and view["history"][-1]["rows_loaded"] == view["rows_loaded"]
+    assert view["db_ms"] < 100, view["db_ms"]
+    # The nav list shows it, with its ratio and a link target.
+    listed = client.get("/tidemark/api/runs", headers={"Authorization": f"Bearer {token}"}).json()["runs"]
+    mine = next(x for x in listed if x["run_id"] == key)
+    assert mine["ratio"] == report["bytes"]["ratio"] and mine["loaded_batches"] == 4 and mine["dag_run_id"] == rid
+    # The UI's iframe authenticates with the login cookie, not a header.
+    page = client.get(f"/tidemark/run?dag_id=tidemark_backfill&run_id={rid}", cookies={"_token": token})
+    assert page.status_code == 200 and "Tidemark.runPage()" in page.text
+
+
+def test_running_run(client: Any, token: str, dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
+    rid = f"manual__{uuid.uuid4().hex[:8]}"
+    key = f"tidemark_backfill/{rid}"
+    load(dsn, registered_dataset, key, only=2)
+    add_dag_run("tidemark_backfill", rid, "running")
+    view = get(client, token, rid).json()
+    assert view["state"] == "running" and view["refresh"] is True
+    assert (view["loaded_batches"], view["planned_batches"], view["watermark"]["batches"]) == (2, 4, 2)
+    assert view["rows_per_second"] > 0 and view["eta_seconds"] > 0
+    assert [h["watermark_batches"] for h in view["history"]] == [1, 2]
+
+
+def test_failed_run_names_the_batch_and_how_to_resume(
+    client: Any, token: str, dsn: str, conn: psycopg.Connection, registered_dataset: Dataset
+) -> None:
+    rid = f"manual__{uuid.uuid4().hex[:8]}"
+    key = f"tidemark_backfill/{rid}"
+    summary, batches, states, results = load(dsn, registered_dataset, key, fail={1})
+    with pytest.raises(backfill.RunFailed):
+        backfill.finalize(factory(dsn), summary, batches, states, results)
+    add_dag_run("tidemark_backfill", rid, "failed", {
+        i: (s, f"window {i}") for i, s in states.items()
+    })
+    view = get(client, token, rid).json()
+    assert view["state"] == runs_row(conn, key)[0] == "failed" and view["refresh"] is False
+    assert view["failed_batches"] == [{"index": 1, "state": "failed", "window": "window 1"}]
+    assert view["watermark"]["batches"] == 1 and view["loaded_batches"] == 3 and view["loaded_beyond_watermark"] == 2
+    assert "clear the failed task instances" in view["resume"]
+
+
+def test_catchup_run_shows_staging_then_the_publish(
+    client: Any, token: str, dsn: str, conn: psycopg.Connection, registered_dataset: Dataset
+) -> None:
+    rid = f"manual__{uuid.uuid4().hex[:8]}"
+    key = f"tidemark_catchup/{rid}"
+    connect = factory(dsn)
+    planned = catchup.plan_catchup(connect, request(registered_dataset, hours=6), key)
+    summary, batches = planned["summary"], planned["batches"]
+    catchup.stage_batch(connect, summary, batches[0])
+    add_dag_run("tidemark_catchup", rid, "running", xcoms={("plan", "summary"): summary})
+    view = get(client, token, rid, "tidemark_catchup").json()
+    assert view["kind"] == "catchup" and view["refresh"] is True
+    assert view["catchup"]["staged_batches"] == view["loaded_batches"] == 1 and view["planned_batches"] == 2
+    assert view["catchup"]["outcome"] == "pending"
+    catchup.stage_batch(connect, summary, batches[1])
+    catchup.publish(connect, summary, batches, {0: "success", 1: "success"})
+    view = get(client, token, rid, "tidemark_catchup").json()
+    assert view["state"] == "succeeded" and view["catchup"]["outcome"] == "published"
+    assert view["catchup"]["cursor_after_publish"] == (START + timedelta(hours=6)).isoformat()
+    assert sum(view["catchup"]["published_rows"].values()) > 0
+
+
+def test_live_run_shows_cursor_tip_and_lag(client: Any, token: str, dsn: str, conn: psycopg.Connection,
+                                           registered_dataset: Dataset) -> None:
+    rid = f"scheduled__{uuid.uuid4().hex[:8]}"
+    cursors.initialise(conn, registered_dataset.name, START, by="test")
+    decision = live.Decision("catchup", registered_dataset.name, START, START + timedelta(hours=3), "lag 3 hours")
+    add_dag_run("tidemark_live", rid, "success", xcoms={("decide", "decision"): decision.to_dict()},
+                conf={"lag_threshold": "1 hour"})
+    view = get(client, token, rid, "tidemark_live").json()
+    assert view["kind"] == "live" and view["cursor"] == START.isoformat() and view["refresh"] is False
+    assert view["lag_seconds"] == 3 * 3600 and view["threshold_seconds"] == 3600 and view["over_threshold"] is True
+    assert view["decision"]["action"] == "catchup"
+
+
+def test_unknown_run_is_404(client: Any, token: str) -> None:
+    assert get(client, token, "manual__does_not_exist").status_code == 404
+    rid = f"manual__{uuid.uuid4().hex[:8]}"
+    add_dag_run("tidemark_backfill", rid, "success")  # an Airflow run Tidemark never recorded
+    assert get(client, token, rid).status_code == 404
+
+
+def test_anonymous_and_forged_requests_are_refused(client: Any, dsn: str) -> None:
+    for path in ("/tidemark/api/runs", "/tidemark/api/dags/tidemark_backfill/runs/x", "/tidemark/run", "/tidemark/runs",
+                 "/tidemark/static/tidemark.js"):
+        assert client.get(path).status_code == 401, path
+        assert client.get(path, headers={"Authorization": "Bearer not-a-jwt"}).status_code in (401, 403), path
+        assert client.get(path, cookies={"_token": "forged"}).status_code in (401, 403), path
+
+
+def test_responses_carry_no_connection_details(client: Any, token: str, dsn: str) -> None:
+    body = client.get("/tidemark/api/runs", headers={"Authorization": f"Bearer {token}"}).text
+    for secret in ("postgres:postgres", "postgresql://", "SELECT", str(dsn.split(":")[-1].split("/")[0])):
+        assert secret not in body
+
+
+def test_plugin_registers_once(client: Any, token: str) -> None:
+    plugins = client.get("/api/v2/plugins", headers={"Authorization": f"Bearer {token}"}).json()["plugins"]
+    ours = [p for p in plugins if p["name"] == "tidemark"]
+    assert len(ours) == 1
+    views = {v["url_route"]: v for v in ours[0]["external_views"]}
+    assert views["tidemark"]["destination"] == "dag_run" and "{RUN_ID}" in views["tidemark"]["href"]
+    assert views["tidemark-runs"]["destination"] == "nav"
+    errors = client.get("/api/v2/importErrors", headers={"Authorization": f"Bearer {token}"})
+    assert "already registered" not in errors.text
