@@ -19,11 +19,13 @@ def test_wheel_carries_the_package_the_dag_files_and_the_installer(tmp_path: Pat
     for wanted in ("tidemark/__init__.py", "tidemark/sources/base.py", "tidemark/sources/sql.py",
                    "tidemark/sources/files.py", "tidemark/sources/python.py", "tidemark/dataset_files.py",
                    "tidemark/dag_files/tidemark_backfill.py", "tidemark/dag_files/tidemark_catchup.py",
-                   "tidemark/dag_files/tidemark_live.py"):
+                   "tidemark/dag_files/tidemark_live.py", "tidemark/ui/plugin.py", "tidemark/ui/static/run.html"):
         assert wanted in names, wanted
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(meta).decode()
     assert "Provides-Extra: parquet" in text and "Requires-Dist: apache-airflow" in text
+    entry = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    assert "tidemark.ui.plugin:TidemarkUIPlugin" in zipfile.ZipFile(wheel).read(entry).decode()
 
     target = tmp_path / "site"
     done = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
