@@ -28,7 +28,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tidemark import cursors, datasets, faults, ledger, runs
+from tidemark import cursors, datasets, faults, ledger, policies, runs
 from tidemark.backfill import BackfillRequest
 from tidemark.connection import ConnectionFactory, one
 from tidemark.datasets import Dataset, Hypertable
@@ -263,10 +263,14 @@ def _publish(connect: ConnectionFactory, summary: Mapping[str, Any], batches: Se
         faults.pause("catchup.publish.after_commit")
         faults.check("catchup.publish.after_commit")
         drop_staging(conn, schema)
-        runs.finish(conn, run_id, "succeeded", {"published": published, "cursor": end.isoformat()})
+        # Readers of continuous aggregates over these tables see the lag too, not only readers of the tables.
+        refreshed = [r["view"] for r in policies.refresh_continuous_aggregates(conn, ds, start, end)]
+        runs.finish(conn, run_id, "succeeded", {"published": published, "cursor": end.isoformat(),
+                                                "continuous_aggregates_refreshed": refreshed})
     log.info("published %s [%s, %s): %s; cursor now %s", ds.name, start.isoformat(), end.isoformat(), published,
              end.isoformat())
-    return {"published": published, "rows": sum(published.values()), "cursor": end.isoformat(), "staging_dropped": schema}
+    return {"published": published, "rows": sum(published.values()), "cursor": end.isoformat(), "staging_dropped": schema,
+            "continuous_aggregates_refreshed": refreshed}
 
 
 def drop_staging(conn: psycopg.Connection, schema: str) -> None:

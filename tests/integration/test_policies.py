@@ -133,3 +133,17 @@ def test_no_continuous_aggregates_nothing_refreshed(dsn: str, ds: Dataset) -> No
     assert report["continuous_aggregates_refreshed"] == []
     with connect(dsn) as conn:
         assert policies.continuous_aggregates(conn, ds) == []
+
+
+def test_a_catchup_publish_refreshes_the_continuous_aggregates_too(dsn: str, conn: psycopg.Connection, ds: Dataset) -> None:
+    from tidemark import catchup
+
+    hourly, _ = make_caggs(conn, ds)
+    planned = catchup.plan_catchup(factory(dsn), request(ds), "cagg-catchup")
+    for b in planned["batches"]:
+        catchup.stage_batch(factory(dsn), planned["summary"], b)
+    result = catchup.publish(factory(dsn), planned["summary"], planned["batches"])
+    schema = ds.tables[0].schema
+    assert result["continuous_aggregates_refreshed"] == [f"{schema}.tx_hourly", f"{schema}.tx_daily"]
+    got = conn.execute(sql.SQL("SELECT sum(n) FROM {}").format(hourly)).fetchone()[0]
+    assert got == result["published"]["transactions"] > 0
