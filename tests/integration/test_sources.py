@@ -340,3 +340,25 @@ def test_files_source_reads_only_the_window_from_partitioned_files(
     counted = source_counts(ds, T0, T0 + timedelta(hours=8))
     assert counted == ({"readings": 48} if fmt == "parquet" else {})
     assert source.tip((table,)) == rows[-1]["t"]
+
+
+def test_a_source_failing_mid_batch_writes_nothing_and_the_retry_loads_all(dsn: str, conn: psycopg.Connection) -> None:
+    table = Hypertable("flaky", "t", (Column("t", "timestamptz"), Column("n", "integer")), timedelta(hours=6),
+                       schema=unique("flaky"))
+    calls = []
+
+    def flaky(start: datetime, end: datetime) -> Iterator[tuple[datetime, int]]:
+        calls.append(start)
+        for k in range(50_000):
+            if k == 30_000 and len(calls) == 1:
+                raise ConnectionResetError("the API hung up mid-window")
+            yield start + timedelta(milliseconds=k), k
+
+    ds = Dataset(unique("flaky"), (table,), source=PythonSource(flaky))
+    ensure_schema(conn, ds)
+    batch = Batch(0, T0, T0 + timedelta(hours=1))
+    with pytest.raises(ConnectionResetError):
+        load_batch(factory(dsn), ds, batch, "flaky")
+    assert read_back(conn, table) == [] and ledger.entries(conn, ds.name, T0, T0 + timedelta(hours=1)) == []
+    assert load_batch(factory(dsn), ds, batch, "flaky").rows == {"flaky": 50_000}  # what Airflow's retry does
+    assert len(read_back(conn, table)) == 50_000
