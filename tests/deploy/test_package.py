@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -10,8 +11,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def source_copy(dest: Path) -> Path:
+    """What the build reads, copied: setuptools writes build/ and *.egg-info next to the sources it builds,
+    which in the repository would register a stray ``tidemark`` distribution (entry points and all)."""
+    dest.mkdir(parents=True)
+    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
+    shutil.copy(REPO / "README.md", dest / "README.md")
+    shutil.copytree(REPO / "plugins" / "tidemark", dest / "plugins" / "tidemark",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "dags", dest / "dags", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
 def test_wheel_carries_the_package_the_dag_files_and_the_installer(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO)],
+    src = source_copy(tmp_path / "src")
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(src)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     wheel = next(tmp_path.glob("tidemark-*.whl"))
