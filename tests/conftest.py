@@ -46,6 +46,9 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "TIDEMARK_POKE_INTERVAL": "1",
+        # Airflow writes a generated secret into airflow.cfg on its first `db migrate`; a test that imports
+        # Airflow before that (any airflow.sdk import) would hold a config without one. Set it up front.
+        "AIRFLOW__API_AUTH__JWT_SECRET": os.environ.get("AIRFLOW__API_AUTH__JWT_SECRET") or uuid.uuid4().hex,
         "TIDEMARK_RETRY_DELAY": "1",  # every task retries (TIDEMARK_RETRIES, 2): keep the waits short
     }
 )
