@@ -99,6 +99,43 @@ def assert_equals_clean_run(conn: psycopg.Connection, ds: Dataset, oracle: dict[
     assert chunks and all(c.is_compressed for c in chunks), "not every chunk in the window is compressed"
 
 
+def kill_mid_backfill_then_resume(
+    engine: EmbeddedEngine, d: Dataset, run_id: str, *, durable: int, in_flight: int
+) -> dict[str, Any]:
+    """Load ``durable`` batches with a poke after each, ``in_flight`` more, kill -9 the engine, then resume the run.
+
+    Requires the kill to have lost asynchronous commits (the trade-off under test) and finalize to reload
+    exactly those; returns finalize's report.
+    """
+    connect_ = factory(engine.dsn)
+    planned = backfill.plan_run(connect_, request(d), run_id)
+    summary, batches = planned["summary"], planned["batches"]
+    states: dict[int, str] = {}
+    results: dict[int, dict] = {}
+
+    def load(some: list[dict[str, Any]], poke_each: bool) -> None:
+        for b in some:
+            results[b["index"]] = backfill.insert_batch(connect_, summary, b)
+            states[b["index"]] = "success"
+            if poke_each:  # progressive compression makes these durable
+                backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
+
+    load(batches[:durable], poke_each=True)
+    load(batches[durable:durable + in_flight], poke_each=False)  # asynchronous commits still in flight
+    engine.kill9()
+    engine.start()
+    with connect(engine.dsn) as conn:
+        lost = [b["index"] for b in batches[:durable + in_flight]
+                if not ledger.entries(conn, d.name, Batch.from_dict(b).start, Batch.from_dict(b).end)]
+    assert lost, "expected the kill to lose asynchronous commits (the trade-off under test)"
+    # Resume the same run: the remaining batches, then finalize, which must find and reload the lost ones.
+    load(batches[durable + in_flight:], poke_each=False)
+    backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
+    report = backfill.finalize(connect_, summary, batches, states, results)
+    assert report["batches"]["reloaded_after_verification"] == len(lost)
+    return report
+
+
 @pytest.fixture
 def ds(conn: psycopg.Connection) -> Iterator[Dataset]:
     with registered(unique_dataset(conn)) as d:
@@ -116,31 +153,7 @@ def test_engine_killed_mid_backfill_then_resumed_equals_clean_run(
     with connect(dsn) as conn:
         d = unique_dataset(conn)
     with registered(d):
-        connect_ = factory(dsn)
-        planned = backfill.plan_run(connect_, request(d), "killed")
-        summary, batches = planned["summary"], planned["batches"]
-        states: dict[int, str] = {}
-        results: dict[int, dict] = {}
-        for b in batches[:5]:  # progressive compression makes these durable...
-            results[b["index"]] = backfill.insert_batch(connect_, summary, b)
-            states[b["index"]] = "success"
-            backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-        for b in batches[5:9]:  # ...these are asynchronous commits still in flight
-            results[b["index"]] = backfill.insert_batch(connect_, summary, b)
-            states[b["index"]] = "success"
-        private_engine.kill9()
-        private_engine.start()
-        with connect(dsn) as conn:
-            lost = [b["index"] for b in batches[:9]
-                    if not ledger.entries(conn, d.name, Batch.from_dict(b).start, Batch.from_dict(b).end)]
-        assert lost, "expected the kill to lose asynchronous commits (the trade-off under test)"
-        # Resume the same run: the remaining batches, then finalize, which must find and reload the lost ones.
-        for b in batches[9:]:
-            results[b["index"]] = backfill.insert_batch(connect_, summary, b)
-            states[b["index"]] = "success"
-        backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-        report = backfill.finalize(connect_, summary, batches, states, results)
-        assert report["batches"]["reloaded_after_verification"] == len(lost)
+        kill_mid_backfill_then_resume(private_engine, d, "killed", durable=5, in_flight=4)
         with connect(dsn) as conn:
             assert_equals_clean_run(conn, d, oracle)
 

@@ -15,11 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import EmbeddedEngine
-from tests.faults.test_faults import END, HOURS, START, request, run_backfill
-from tidemark import backfill, catalog, compressor, ledger
-from tidemark.connection import connect, factory
+from tests.faults.test_faults import END, HOURS, START, kill_mid_backfill_then_resume, run_backfill
+from tidemark import catalog, compressor
+from tidemark.connection import connect
 from tidemark.datasets import Column, Dataset, Hypertable
-from tidemark.planner import Batch
 from tidemark.sources import FilesSource
 from tidemark.verifier import checksum
 
@@ -64,35 +63,11 @@ def test_engine_killed_mid_load_of_a_files_dataset_then_resumed_equals_clean_run
     assert oracle["readings"][0] == HOURS * 720
 
     private_engine.start()
-    edsn = private_engine.dsn
     d = readings(lake)
     catalog.register(d)
     try:
-        connect_ = factory(edsn)
-        planned = backfill.plan_run(connect_, request(d), "killed-lake")
-        summary, batches = planned["summary"], planned["batches"]
-        states: dict[int, str] = {}
-        results: dict[int, dict] = {}
-        for b in batches[:4]:
-            results[b["index"]] = backfill.insert_batch(connect_, summary, b)
-            states[b["index"]] = "success"
-            backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-        for b in batches[4:8]:  # asynchronous commits still in flight when the engine dies
-            results[b["index"]] = backfill.insert_batch(connect_, summary, b)
-            states[b["index"]] = "success"
-        private_engine.kill9()
-        private_engine.start()
-        with connect(edsn) as conn:
-            lost = [b["index"] for b in batches[:8]
-                    if not ledger.entries(conn, d.name, Batch.from_dict(b).start, Batch.from_dict(b).end)]
-        assert lost, "expected the kill to lose asynchronous commits (the trade-off under test)"
-        for b in batches[8:]:
-            results[b["index"]] = backfill.insert_batch(connect_, summary, b)
-            states[b["index"]] = "success"
-        backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-        report = backfill.finalize(connect_, summary, batches, states, results)
-        assert report["batches"]["reloaded_after_verification"] == len(lost)
-        with connect(edsn) as conn:
+        kill_mid_backfill_then_resume(private_engine, d, "killed-lake", durable=4, in_flight=4)
+        with connect(private_engine.dsn) as conn:
             assert checksum(conn, d, START, END) == oracle
             chunks = compressor.list_chunks(conn, d, START, END)
             assert chunks and all(c.is_compressed for c in chunks)
