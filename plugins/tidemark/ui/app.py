@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse
 
 from tidemark import progress
+from tidemark.connection import DatabaseUnreachable
 
 STATIC = Path(__file__).resolve().parent / "static"
 TIDEMARK_DAGS = ("tidemark_backfill", "tidemark_catchup", "tidemark_live")
@@ -46,7 +47,7 @@ class _Database:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:
         with self._lock:
-            if self._conn is None or self._conn.closed:
+            if self._conn is None or self._conn.closed or self._conn.broken:
                 self._conn = self._factory()
             try:
                 yield self._conn
@@ -86,16 +87,10 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
                 t0 = time.perf_counter()
                 result = fn(conn)
                 return result, (time.perf_counter() - t0) * 1000
-        except (psycopg.Error, OSError) as exc:
+        except (psycopg.Error, OSError, DatabaseUnreachable) as exc:  # their text may name the host: not passed on
             raise HTTPException(
                 503, f"Tidemark's database (Airflow connection 'tidemark_timescale') is unavailable: {type(exc).__name__}"
             ) from None
-        except Exception as exc:  # DatabaseUnreachable & co: their text may name the host
-            if type(exc).__name__ == "DatabaseUnreachable":
-                raise HTTPException(
-                    503, "Tidemark's database (Airflow connection 'tidemark_timescale') is unreachable"
-                ) from None
-            raise
 
     def xcom(session: Any, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
         row = session.execute(
