@@ -260,3 +260,19 @@ def test_plugin_registers_once(client: Any, token: str) -> None:
     assert views["tidemark-runs"]["destination"] == "nav"
     errors = client.get("/api/v2/importErrors", headers={"Authorization": f"Bearer {token}"})
     assert "already registered" not in errors.text
+
+
+def test_an_unreachable_database_is_a_503_that_names_only_the_connection_id(client: Any, token: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.conftest import free_port
+    from tidemark.connection import connect
+    from tidemark.ui.app import create_app
+
+    port = free_port()  # nothing listens there
+    secret_dsn = f"postgresql://tidemark:s3cret-pw@127.0.0.1:{port}/warehouse?sslmode=disable"
+    with TestClient(create_app(lambda: connect(secret_dsn, connect_timeout=2))) as app:
+        r = app.get("/api/runs", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 503 and "tidemark_timescale" in r.text
+    for leak in ("s3cret-pw", str(port), "127.0.0.1", "warehouse", "tidemark:"):
+        assert leak not in r.text, leak
