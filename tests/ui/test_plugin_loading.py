@@ -33,7 +33,9 @@ def discover(tmp_path: Path, *, installed: bool) -> dict[str, list[list[str]] | 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update({"AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": os.pathsep.join(paths)})
-    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300, check=False)
+    # cwd: a directory of its own, so no build artefact of the work tree (tidemark.egg-info) is on sys.path.
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, list[list[str]] | dict[str, str]] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
