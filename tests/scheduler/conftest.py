@@ -53,7 +53,12 @@ DAG_ID = "tidemark_backfill"
 @pytest.fixture(scope="session")
 def unpaused(deployment: AirflowDeployment, dsn: str) -> datetime:
     """Unpause tidemark_backfill (once); returns when. Backfill runs need it: the scheduler queues no
-    task of a paused DAG. The scheduler then starts the run of the latest complete day."""
+    task of a paused DAG. The scheduler then starts the run of the latest complete day.
+
+    The wait for the booting deployment is here, not in `deployment`, so that fixtures requested
+    before this one (test_cli_reruns' oracle load) overlap with the boot.
+    """
+    deployment.wait_until_dag_ready(DAG_ID)
     at = datetime.now(UTC)
     today = at.replace(hour=0, minute=0, second=0, microsecond=0)
     with connect(dsn) as conn:
@@ -78,8 +83,7 @@ def deployment(
     failed_before = request.session.testsfailed
     extra = {**TIDEMARK_KNOBS, "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "True", **fault_env(home)}
     with scheduler_deployment(pg, dsn, home=home, extra_env=extra) as dep:
-        dep.wait_until_dag_ready(DAG_ID)
-        yield dep
+        yield dep  # booting: `unpaused` waits until it serves the DAG
     if request.session.testsfailed > failed_before:
         print(f"\n===== Airflow process logs ({home}) =====\n{dep.logs_digest()}")
     if dep.killed:

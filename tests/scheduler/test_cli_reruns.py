@@ -25,6 +25,7 @@ from harness import AirflowDeployment, arm_fault, clear_window, fault_firings
 from tidemark import backfill, compressor, datasets
 from tidemark.connection import connect, factory
 from tidemark.datasets import Dataset
+from tidemark.sources.synthetic import LedgerSource
 from tidemark.verifier import checksum
 
 from tests.conftest import (
@@ -165,7 +166,7 @@ def ledgers(dsn: str) -> Dataset:
     return ds
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # session: it is set up before `unpaused`, while the deployment boots
 def oracle(dsn: str) -> dict[datetime, dict[str, tuple[int, str]]]:
     """Checksums per day of a clean load of D1..D4 into a fresh schema, through the library."""
     with connect(dsn) as conn:
@@ -191,7 +192,7 @@ MEASURED: dict[str, float] = {}
 
 
 def test_backfill_create_three_days_loads_each_data_interval_exactly(
-    deployment: AirflowDeployment, unpaused: datetime, dsn: str, ledgers: Dataset, oracle: dict[datetime, Any]
+    deployment: AirflowDeployment, oracle: dict[datetime, Any], unpaused: datetime, dsn: str, ledgers: Dataset
 ) -> None:
     dep = deployment
     backfill_id, t0 = backfill_create(dep, "--from-date", day(DAYS[0]), "--to-date", day(DAYS[-1]), "--dag-run-conf", CONF)
@@ -206,7 +207,7 @@ def test_backfill_create_three_days_loads_each_data_interval_exactly(
             # Each run loaded its own data interval, in two batches, and nothing else.
             assert (tm["state"], tm["start"], tm["end"]) == ("succeeded", r["data_interval_start"], r["data_interval_end"])
             assert tm["report"]["batches"]["loaded"] == 2, tm["report"]["batches"]
-            assert tm["report"]["rows_in_window"] == ledgers.source().expected_counts(tm["start"], tm["end"])
+            assert tm["report"]["rows_in_window"] == LedgerSource().expected_counts(tm["start"], tm["end"])
         for d in DAYS:
             assert day_state(conn, ledgers, d) == oracle[d], f"{day(d)} differs from a clean run"
         assert duplicate_keys(conn, ledgers) == NO_DUPLICATES
@@ -216,7 +217,7 @@ def test_backfill_create_three_days_loads_each_data_interval_exactly(
 
 
 def test_resume_through_rest_clear_task_instances_only_failed(
-    deployment: AirflowDeployment, dsn: str, ledgers: Dataset
+    deployment: AirflowDeployment, unpaused: datetime, dsn: str, ledgers: Dataset
 ) -> None:
     dep = deployment
     start, end = D5, D5 + timedelta(hours=6)
@@ -237,14 +238,14 @@ def test_resume_through_rest_clear_task_instances_only_failed(
     tm = tidemark_run(dsn, run_id)
     assert tm["state"] == "succeeded", tm
     with connect(dsn) as conn:
-        assert rows_in(conn, ledgers, start, end) == ledgers.source().expected_counts(start, end)
+        assert rows_in(conn, ledgers, start, end) == LedgerSource().expected_counts(start, end)
         assert duplicate_keys(conn, ledgers) == NO_DUPLICATES
         assert not all_compressed(conn, ledgers, start, end)
     print(f"\n[REST clearTaskInstances] cleared {cleared_tasks}; run {run_id} resumed to success")
 
 
 def test_reprocess_completed_reruns_every_day_without_changing_a_row(
-    deployment: AirflowDeployment, dsn: str, ledgers: Dataset, oracle: dict[datetime, Any]
+    deployment: AirflowDeployment, unpaused: datetime, dsn: str, ledgers: Dataset, oracle: dict[datetime, Any]
 ) -> None:
     dep = deployment
     with connect(dsn) as conn:
@@ -264,7 +265,7 @@ def test_reprocess_completed_reruns_every_day_without_changing_a_row(
 
 
 def test_a_failed_day_then_reprocess_failed_reruns_only_that_day(
-    deployment: AirflowDeployment, dsn: str, ledgers: Dataset, oracle: dict[datetime, Any]
+    deployment: AirflowDeployment, unpaused: datetime, dsn: str, ledgers: Dataset, oracle: dict[datetime, Any]
 ) -> None:
     dep = deployment
     wait_idle(dep)
@@ -300,7 +301,7 @@ def test_a_failed_day_then_reprocess_failed_reruns_only_that_day(
 
 
 def test_run_backwards_with_max_active_runs_1_runs_newest_first_one_at_a_time(
-    deployment: AirflowDeployment, dsn: str, ledgers: Dataset, oracle: dict[datetime, Any]
+    deployment: AirflowDeployment, unpaused: datetime, dsn: str, ledgers: Dataset, oracle: dict[datetime, Any]
 ) -> None:
     # tidemark_backfill has no depends_on_past task (each run claims and loads its own window), so
     # Airflow allows --run-backwards; it refuses it only for DAGs with depends_on_past.
@@ -344,7 +345,7 @@ def test_unpausing_runs_the_latest_data_interval_and_loads_exactly_it(
     tm = tidemark_run(dsn, run["dag_run_id"])
     assert (tm["state"], tm["start"], tm["end"]) == ("succeeded", start, end), tm
     with connect(dsn) as conn:
-        assert rows_in(conn, ds, start, end) == ds.source().expected_counts(start, end)
+        assert rows_in(conn, ds, start, end) == LedgerSource().expected_counts(start, end)
         hour = timedelta(hours=1)
         assert sum(rows_in(conn, ds, start - hour, start).values()) == 0, "loaded before its data interval"
         assert sum(rows_in(conn, ds, end, end + hour).values()) == 0, "loaded after its data interval"

@@ -40,7 +40,7 @@ from harness import (
 from tidemark import compressor, datasets
 from tidemark.connection import connect
 from tidemark.report import format_report
-from tidemark.synthetic import LedgerSource
+from tidemark.sources.synthetic import LedgerSource
 
 from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
 
@@ -274,7 +274,10 @@ def _makefile_airflow_recipe(make_vars: dict[str, str], base: dict[str, str]) ->
     last = [ln for ln in done.stdout.splitlines() if ln.strip()][-1]
     tokens = shlex.split(last)
     env: dict[str, str] = {}
-    expand = lambda m: {**base, **env}.get(m.group(1) or m.group(2), "")
+
+    def expand(m: re.Match[str]) -> str:
+        return {**base, **env}.get(m.group(1) or m.group(2), "")
+
     while tokens and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", tokens[0]):
         key, _, value = tokens.pop(0).partition("=")
         env[key] = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", expand, value)
