@@ -5,9 +5,11 @@ clearTaskInstances.
 
 The tests run in file order on the session's deployment and build on each other's days: the first
 backfill loads D1..D3, the reruns go over the same days, so each later test also checks that an
-earlier load was left alone. Every load is compared with a clean run of the same range (the library
-loading into a fresh schema) by checksum. Backfill and scheduled runs load their data interval (one
-day); `--dag-run-conf '{"batch_interval": "12 hours"}'` keeps them at two batches a day.
+earlier load was left alone. The backfilled days are compared by checksum with a clean load of the
+same days (the library loading into a fresh schema, while the deployment boots); the REST-resumed
+window and the scheduled day by row counts against the source. Backfill and scheduled runs load their
+data interval (one day); `--dag-run-conf '{"batch_interval": "12 hours"}'` keeps backfill runs at two
+batches a day. A fault switch in the deployment's environment (harness.arm_fault) fails one batch.
 """
 
 from __future__ import annotations
