@@ -18,15 +18,16 @@ AIRFLOW_ENV = AIRFLOW_HOME=$(CURDIR)/.tidemark/airflow \
 	AIRFLOW_CONN_TIDEMARK_TIMESCALE=postgresql://postgres:postgres@127.0.0.1:$(TIDEMARK_DB_PORT)/postgres \
 	PYTHONPATH=$(CURDIR)/plugins
 
-.PHONY: help setup pg-setup test test-unit demo example airflow bench db-start db-stop db-status clean
+.PHONY: help setup pg-setup pg-start pg-stop airflow-port-free airflow-env test test-unit demo example airflow bench db-start db-stop db-status clean
 
 help:
 	@echo "make demo    - set up, start the embedded TimescaleDB and run tidemark_backfill; prints the report"
 	@echo "make test    - set up and run the whole test suite (starts its own engines)"
 	@echo "make example - load the worked example: a YAML dataset over daily Parquet files (examples/weather/)"
-	@echo "make airflow - Airflow standalone (UI on localhost:8080) wired to the embedded engine"
+	@echo "make airflow - Airflow standalone on a PostgreSQL metadata DB (UI on localhost:\$$AIRFLOW_PORT, default 8080) wired to the embedded engine"
 	@echo "make bench   - benchmarks (bench/), prints ratios and writes bench/results/"
 	@echo "make db-start | db-stop | db-status - manage the embedded engine (TIDEMARK_DB_PORT=$(TIDEMARK_DB_PORT))"
+	@echo "make pg-start | pg-stop - Airflow's PostgreSQL metadata DB (embedded/pgctl; make clean removes it)"
 
 # Idempotent: each stamp is rebuilt only when its inputs change.
 setup: $(VENV)/.stamp embedded/node_modules/.stamp pg-setup tests/browser/node_modules/.stamp $(CHROMIUM)
@@ -84,6 +85,7 @@ test: setup
 test-unit: setup
 	$(PY) -m pytest tests/unit
 
+# `make demo` runs `airflow dags test` in one process: SQLite is enough there (and quicker to set up).
 .tidemark/airflow/.migrated: $(VENV)/.stamp
 	mkdir -p .tidemark/airflow
 	$(AIRFLOW_ENV) $(VENV)/bin/airflow db migrate >/dev/null
@@ -102,9 +104,45 @@ example: setup db-start .tidemark/airflow/.migrated
 	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 \
 	  TIDEMARK_DATASETS_DIR=$(CURDIR)/examples/weather $(PY) -m tidemark.demo '$(EXAMPLE_CONF)'
 
+# `make airflow`: scheduler, dag-processor, triggerer and api-server (`airflow standalone`) on a
+# PostgreSQL metadata DB (embedded/pgctl: data in .tidemark/pg, 127.0.0.1 only, port in .tidemark/pg.port
+# unless TIDEMARK_PG_PORT is set). The task processes call the execution API on AIRFLOW_PORT too.
+export TIDEMARK_PG_DATA ?= $(CURDIR)/.tidemark/pg
+AIRFLOW_PORT ?= 8080
+PG_PORT = $(shell TIDEMARK_PG_DATA='$(TIDEMARK_PG_DATA)' TIDEMARK_PG_PORT='$(TIDEMARK_PG_PORT)' embedded/pgctl port)
+AIRFLOW_METADATA = postgresql+psycopg2://postgres@127.0.0.1:$(PG_PORT)/airflow
+AIRFLOW_SERVE_ENV = $(AIRFLOW_ENV) \
+	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(AIRFLOW_METADATA) \
+	AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM=6 \
+	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/
+
+pg-start: pg-setup
+	@embedded/pgctl start
+
+pg-stop:
+	@embedded/pgctl stop
+
+# Migrating an up-to-date database is a no-op, but takes seconds: only when the venv changed.
+.tidemark/pg.airflow-migrated: $(VENV)/.stamp | pg-start
+	@embedded/pgctl createdb airflow >/dev/null
+	mkdir -p .tidemark/airflow
+	$(AIRFLOW_SERVE_ENV) $(VENV)/bin/airflow db migrate >/dev/null
+	touch $@
+
+airflow-port-free:
+	@if (exec 3<>/dev/tcp/127.0.0.1/$(AIRFLOW_PORT)) 2>/dev/null; then \
+	  echo "error: port $(AIRFLOW_PORT) on 127.0.0.1 is already in use; run e.g. 'make airflow AIRFLOW_PORT=8081'" >&2; exit 1; fi
+
+# `eval "$(make -s airflow-env)"`: a shell whose `airflow` CLI (backfill create, dags list-runs, ...)
+# talks to the deployment `make airflow` runs (same home, metadata DB, ports).
+airflow-env:
+	@for kv in $(AIRFLOW_SERVE_ENV); do echo "export $$kv"; done
+	@echo 'export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"'
+
 # standalone starts its components as plain `airflow` from PATH: the venv goes first on PATH.
-airflow: setup db-start .tidemark/airflow/.migrated
-	$(AIRFLOW_ENV) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM=6 AIRFLOW__API__HOST=127.0.0.1 $(VENV)/bin/airflow standalone
+airflow: airflow-port-free setup db-start pg-start .tidemark/pg.airflow-migrated
+	$(AIRFLOW_SERVE_ENV) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
 
 $(VENV)/.bench-stamp: bench/requirements.txt $(VENV)/.stamp
 	$(PY) -m pip install --quiet -r bench/requirements.txt
@@ -115,4 +153,5 @@ bench: setup $(VENV)/.bench-stamp
 
 clean:
 	-embedded/dbctl stop
+	-embedded/pgctl stop
 	rm -rf .tidemark

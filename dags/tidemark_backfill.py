@@ -120,7 +120,7 @@ def tidemark_backfill() -> None:
             summary,
             batch,
             max_ahead=MAX_BATCHES_AHEAD,
-            sibling_failed=any(s in backfill.FAILED_STATES for s in states.values()),
+            sibling_failed=bool(backfill.failed_batches(states, summary["planned_batches"])),
             stale_after=timedelta(seconds=max(60.0, 6 * POKE_INTERVAL)),
         )
         if reason:

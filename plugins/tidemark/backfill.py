@@ -131,6 +131,17 @@ def plan_run(
     return {"batches": batches, "summary": summary}
 
 
+def failed_batches(states: Mapping[int, str | None], planned: int) -> list[int]:
+    """Map indexes of this plan's batches that are in a failed state.
+
+    Only indexes below ``planned`` count. When a cleared run plans again (the whole run cleared, or
+    `airflow backfill create --reprocess-behavior failed|completed`), the windows its earlier try
+    loaded are skipped, the mapping shrinks, and Airflow marks the surplus map indexes ``removed``:
+    they are left over from the earlier plan, not failures of this one.
+    """
+    return sorted(i for i, s in states.items() if i < planned and s in FAILED_STATES)
+
+
 def wait_reason(
     connect: ConnectionFactory,
     summary: Summary,
@@ -252,7 +263,7 @@ def poke(
         total = one(conn.execute(
             "SELECT count(*) FROM tidemark.compression_log WHERE run_id = %s AND phase = 'progressive'", (run_id,)
         ))[0]
-    failed = sorted(i for i, s in states.items() if s in FAILED_STATES)
+    failed = failed_batches(states, len(plan))
     return PokeOutcome(
         done=wm.complete,
         failed=failed,

@@ -1,33 +1,62 @@
-"""A real Airflow deployment for tests: scheduler, dag-processor and api-server as separate processes.
+"""A real Airflow deployment for tests and benchmarks: api-server, dag-processor, scheduler and
+triggerer as separate processes (LocalExecutor) on a PostgreSQL metadata database.
+
+The metadata database lives in a PostgreSQL 15 cluster managed by ``embedded/pgctl`` (the same
+script `make airflow` uses), never SQLite: SQLite is one writer at a time, and a scheduler, an
+api-server, a triggerer and a CLI writing at once ended in ``database is locked`` (issue 14).
 
 Each component runs in a session (and process group) of its own, with stdout/stderr in files under
-the test's AIRFLOW_HOME, so a test can stop the whole tree for certain and show the logs when it
-fails. Nothing here touches a developer's Airflow installation: the environment is built from
+the deployment's AIRFLOW_HOME, so a caller can stop the whole tree for certain and show the logs when
+it fails. Nothing here touches a developer's Airflow installation: the environment is built from
 scratch (every inherited ``AIRFLOW*`` / ``TIDEMARK_*`` variable is dropped first).
+
+API for other callers (bench/bench_airflow.py)::
+
+    with postgres_cluster() as pg, scheduler_deployment(pg, engine_dsn, extra_env={...}) as dep:
+        dep.wait_until_dag_ready("tidemark_backfill")
+        dep.api("POST", "/api/v2/dags/tidemark_backfill/dagRuns", {...})
+        ...
+    # on exit: components stopped (SIGKILL for stragglers), metadata database dropped, cluster stopped
+
+``PostgresCluster`` / ``postgres_cluster()`` run one cluster in a temporary directory on a free
+port; ``scheduler_deployment()`` creates a fresh metadata database in it, migrates it and starts the
+four components; ``AirflowDeployment`` has the CLI (``cli``), REST (``api``/``http``, with a JWT
+from the all-admins simple auth manager), the metadata DB (``metadata()``, read only by convention)
+and the process bookkeeping (``stop``, ``leftovers``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from tidemark.datasets import Dataset
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 AIRFLOW = str(VENV_BIN / "airflow")
+PGCTL = REPO / "embedded" / "pgctl"
+COMPONENTS = ("api-server", "dag-processor", "scheduler", "triggerer")
 
 
 def free_port() -> int:
@@ -58,6 +87,135 @@ def parse_time(value: str | None) -> datetime | None:
     if not value:
         return None
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# --------------------------------------------------------------------------- PostgreSQL (embedded/pgctl)
+
+
+def private_tempdir(prefix: str) -> Path:
+    """A temporary directory the ``postgres`` OS user can enter.
+
+    As root, pgctl runs the server as ``postgres``, which must reach the data dir: pytest's
+    tmp_path lives under a 0700 root-owned directory, so the cluster gets a directory of its own.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class PostgresCluster:
+    """One PostgreSQL 15 cluster driven through embedded/pgctl, as `make airflow` drives its own."""
+
+    data: Path
+    port: int
+
+    def _ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {**clean_base_env(), "TIDEMARK_PG_DATA": str(self.data), "TIDEMARK_PG_PORT": str(self.port)}
+        return subprocess.run([str(PGCTL), *args], env=env, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> str:
+        done = self._ctl("start")
+        if done.returncode != 0:
+            raise RuntimeError(f"embedded/pgctl start failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def stop(self) -> None:
+        done = self._ctl("stop")
+        if done.returncode != 0:
+            raise RuntimeError(f"embedded/pgctl stop failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+    def running(self) -> bool:
+        return self._ctl("status").returncode == 0
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def sqlalchemy_url(self, database: str) -> str:
+        """Airflow's AIRFLOW__DATABASE__SQL_ALCHEMY_CONN for a database of this cluster (psycopg2 driver)."""
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> None:
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@contextlib.contextmanager
+def postgres_cluster(root: Path | None = None) -> Iterator[PostgresCluster]:
+    """A fresh cluster on a free port in a temporary directory; stopped and removed on exit."""
+    base = root or private_tempdir("tidemark-pg-")
+    cluster = PostgresCluster(base / "pg", free_port())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            if root is None:
+                shutil.rmtree(base, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the engine under test
+
+
+def _exists(conn: psycopg.Connection, regclass: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (regclass,)).fetchone()[0]
+
+
+def clear_window(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> None:
+    """Make a window of a dataset pristine: its chunks, ledger rows and running claims gone.
+
+    Tests share the registered datasets of one engine (and maybe a persistent TIDEMARK_TEST_DSN
+    server), so each clears the windows it loads before it starts.
+    """
+    for table in ds.tables:
+        if _exists(conn, f"{table.schema}.{table.name}"):
+            conn.execute(
+                "SELECT drop_chunks(%s::regclass, older_than => %s::timestamptz, newer_than => %s::timestamptz)",
+                (f"{table.schema}.{table.name}", end, start),
+            )
+    if _exists(conn, "tidemark.batch_ledger"):
+        conn.execute(
+            "DELETE FROM tidemark.batch_ledger WHERE dataset = %s AND window_start < %s AND window_end > %s",
+            (ds.name, end, start),
+        )
+        conn.execute(
+            "UPDATE tidemark.runs SET state = 'failed', finished_at = clock_timestamp()"
+            " WHERE dataset = %s AND state = 'running' AND window_start < %s AND window_end > %s",
+            (ds.name, end, start),
+        )
+
+
+# --------------------------------------------------------------------------- fault switch
+
+# Fault injection in a long-lived deployment: the scheduler's environment (inherited by every task
+# process) names one fault that fires the first 3 times it is reached (insert_batch has retries=2, so
+# one batch fails for good). plugins/tidemark/faults.py counts firings in a file per fault under
+# TIDEMARK_FAULT_DIR; the file starts full (disarmed) and a test that wants the fault empties it.
+ARMABLE_FAULT = "insert_batch.before_commit@0x3"
+_FAULT_FILE = "insert_batch.before_commit@0"
+
+
+def fault_env(home: Path) -> dict[str, str]:
+    """The environment that installs the (disarmed) fault switch in a deployment under ``home``."""
+    folder = home / "faults"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / _FAULT_FILE).write_text("xxx")
+    return {"TIDEMARK_FAULT_DIR": str(folder), "TIDEMARK_FAULTS": ARMABLE_FAULT}
+
+
+def arm_fault(home: Path) -> None:
+    """Batch 0 of the next run that loads anything fails all three tries."""
+    (home / "faults" / _FAULT_FILE).write_text("")
+
+
+def fault_firings(home: Path) -> int:
+    return len((home / "faults" / _FAULT_FILE).read_text())
 
 
 # --------------------------------------------------------------------------- processes
@@ -129,6 +287,8 @@ class AirflowDeployment:
     env: dict[str, str]
     api_port: int
     components: dict[str, Component] = field(default_factory=dict)
+    killed: list[str] = field(default_factory=list)
+    boot_seconds: float = 0.0  # start of the first wait_until_dag_ready -> DAG serialized
     _token: str | None = None
 
     # ---- lifecycle
@@ -325,20 +485,39 @@ class AirflowDeployment:
             time.sleep(every)
         raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})\n{self.logs_digest()}")
 
-    # ---- metadata DB (read only)
+    def wait_until_dag_ready(self, dag_id: str, timeout: float = 240) -> float:
+        """Wait for a healthy api-server and the DAG serialized without import errors; seconds taken."""
+        t0 = time.monotonic()
+        self.wait_for("the api-server", lambda: self.http("GET", "/api/v2/monitor/health", auth=False)[0] == 200, 180, 1)
 
-    def metadata(self) -> sqlite3.Connection:
-        db = sqlite3.connect(f"file:{self.home / 'airflow.db'}?mode=ro", uri=True, timeout=30)
-        db.row_factory = sqlite3.Row
-        return db
+        def ready() -> bool:
+            errors = self.api("GET", "/api/v2/importErrors")
+            if errors.get("total_entries"):
+                raise AssertionError(f"the dag-processor reports import errors: {errors['import_errors']}")
+            return self.http("GET", f"/api/v2/dags/{dag_id}")[0] == 200
+
+        self.wait_for(f"the dag-processor to serialize {dag_id}", ready, timeout, 1)
+        took = time.monotonic() - t0
+        self.boot_seconds = self.boot_seconds or took
+        return took
+
+    # ---- metadata DB (read only by convention)
+
+    def metadata(self) -> psycopg.Connection[dict[str, Any]]:
+        """A connection to the metadata database; rows as dicts, timestamps timezone-aware."""
+        url = self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].replace("postgresql+psycopg2://", "postgresql://")
+        return psycopg.connect(url, autocommit=True, row_factory=dict_row)
 
 
-def deployment_env(home: Path, *, dsn: str, api_port: int, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment of a LocalExecutor deployment on SQLite, wired to the given database."""
+def deployment_env(
+    home: Path, *, dsn: str, api_port: int, metadata_url: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Environment of a LocalExecutor deployment on a PostgreSQL metadata DB, wired to the given engine."""
     env = clean_base_env()
     env.update(
         {
             "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -350,6 +529,10 @@ def deployment_env(home: Path, *, dsn: str, api_port: int, extra: Mapping[str, s
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(api_port),
             "AIRFLOW__API__WORKERS": "1",
+            # The log servers of the scheduler (LocalExecutor workers) and the triggerer: free ports,
+            # not 8793/8794, so deployments (and a developer's `make airflow`) can run side by side.
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             # One secret for every component, so JWTs minted by one validate in the others.
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
@@ -368,3 +551,43 @@ def deployment_env(home: Path, *, dsn: str, api_port: int, extra: Mapping[str, s
     )
     env.update(extra or {})
     return env
+
+
+@contextlib.contextmanager
+def scheduler_deployment(
+    pg: PostgresCluster,
+    engine_dsn: str,
+    *,
+    home: Path | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    components: Sequence[str] = COMPONENTS,
+) -> Iterator[AirflowDeployment]:
+    """A migrated metadata database of its own in ``pg`` and the given components running on it.
+
+    On exit every component is stopped (stragglers SIGKILLed; ``dep.killed`` lists them), the
+    metadata database dropped and the home removed if this function made it. The caller checks
+    ``dep.leftovers()`` if it wants to fail on stragglers.
+    """
+    own_home = home is None
+    home = home or private_tempdir("tidemark-airflow-")
+    home.mkdir(parents=True, exist_ok=True)
+    database = f"airflow_{uuid.uuid4().hex[:10]}"
+    port = free_port()
+    dep = AirflowDeployment(
+        home, deployment_env(home, dsn=engine_dsn, api_port=port, metadata_url=pg.sqlalchemy_url(database),
+                             extra=extra_env), port
+    )
+    pg.create_database(database)
+    try:
+        dep.cli("db", "migrate")
+        for name in components:
+            args = ("api-server", "--port", str(port), "--host", "127.0.0.1") if name == "api-server" else (name,)
+            dep.start(name, *args)
+        yield dep
+    finally:
+        try:
+            dep.killed = dep.stop()
+        finally:
+            pg.drop_database(database)
+            if own_home:
+                shutil.rmtree(home, ignore_errors=True)

@@ -1,10 +1,11 @@
-"""tidemark_backfill under a real Airflow deployment: scheduler, dag-processor and api-server processes.
+"""tidemark_backfill under a real Airflow deployment: api-server, dag-processor, scheduler and triggerer
+processes on a PostgreSQL metadata DB.
 
 `dag.test()` (tests/dags) runs tasks one at a time in-process; only a real scheduler with the
 LocalExecutor shows that batches really load side by side while the reschedule-mode sensor compresses
 behind them, that the tasks reach the engine through the Airflow connection from the environment,
 and that the DAG survives being parsed by the dag-processor. Also checks that `make airflow`'s
-recipe (`airflow standalone`) comes up.
+recipe (`airflow standalone` on PostgreSQL, AIRFLOW_PORT) comes up and its tasks reach the API.
 """
 
 from __future__ import annotations
@@ -18,72 +19,46 @@ import signal
 import subprocess
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
-from harness import REPO, AirflowDeployment, Component, clean_base_env, conn_uri, describe, free_port, parse_time, tail
-
+from harness import (
+    REPO,
+    AirflowDeployment,
+    Component,
+    PostgresCluster,
+    clean_base_env,
+    clear_window,
+    conn_uri,
+    describe,
+    free_port,
+    parse_time,
+    tail,
+)
 from tidemark import compressor, datasets
 from tidemark.connection import connect
-from tidemark.datasets import Dataset
 from tidemark.report import format_report
-from tidemark.synthetic import LedgerSource
+from tidemark.sources.synthetic import LedgerSource
+
+from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
 
 pytestmark = pytest.mark.slow
 
-UTC = timezone.utc
 DAG_ID = "tidemark_backfill"
 # The registered `ledgers` dataset (schema public): a separate scheduler process cannot see a dataset
-# registered at run time, and no other test uses `ledgers` on the session engine.
+# registered at run time. The other tests on the session's deployment load other days of it.
 START = datetime(2023, 3, 1, tzinfo=UTC)
-END = START + timedelta(days=2)
-STEP = "3 hours"  # 16 batches; 6-hour chunks -> 8 chunks per hypertable, 24 in all
-BATCHES = 16
-CHUNKS = 24
-RUN_TIMEOUT = 480.0  # the run itself takes ~1-3 min on the 2-core dev machine
+END = START + timedelta(days=1)
+STEP = "3 hours"  # 8 batches (two rounds of 4 in parallel); 6-hour chunks -> 4 per hypertable, 12 in all
+BATCHES = 8
+CHUNKS = 12
+RUN_TIMEOUT = 480.0  # the run itself takes ~30-60 s on the 2-core dev machine
 RACE_71172 = re.compile(r"finished with state \w+, but the task instance's state attribute is")
 
 
-# --------------------------------------------------------------------------- database helpers
-
-
-def _exists(conn: psycopg.Connection, regclass: str) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (regclass,)).fetchone()[0]
-
-
-def clear_window(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> None:
-    """Make the window pristine (matters only against a persistent TIDEMARK_TEST_DSN server)."""
-    for table in ds.tables:
-        if _exists(conn, f"{table.schema}.{table.name}"):
-            conn.execute(
-                "SELECT drop_chunks(%s::regclass, older_than => %s::timestamptz, newer_than => %s::timestamptz)",
-                (f"{table.schema}.{table.name}", end, start),
-            )
-    if _exists(conn, "tidemark.batch_ledger"):
-        conn.execute(
-            "DELETE FROM tidemark.batch_ledger WHERE dataset = %s AND window_start < %s AND window_end > %s",
-            (ds.name, end, start),
-        )
-        conn.execute(
-            "UPDATE tidemark.runs SET state = 'failed', finished_at = clock_timestamp()"
-            " WHERE dataset = %s AND state = 'running' AND window_start < %s AND window_end > %s",
-            (ds.name, end, start),
-        )
-
-
 # --------------------------------------------------------------------------- Airflow helpers
-
-
-def dag_ready(dep: AirflowDeployment) -> bool:
-    errors = dep.api("GET", "/api/v2/importErrors")
-    if errors.get("total_entries"):
-        raise AssertionError(f"the dag-processor reports import errors: {errors['import_errors']}")
-    status, _ = dep.http("GET", f"/api/v2/dags/{DAG_ID}")
-    return status == 200
 
 
 def task_instances(dep: AirflowDeployment, run_id: str) -> list[dict[str, Any]]:
@@ -91,53 +66,40 @@ def task_instances(dep: AirflowDeployment, run_id: str) -> list[dict[str, Any]]:
     return body["task_instances"]
 
 
-def _sqlite_time(value: str | None) -> datetime | None:
-    """Airflow stores naive UTC timestamps in SQLite."""
-    if not value:
-        return None
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
 def reschedules(dep: AirflowDeployment, run_id: str, task_id: str) -> list[dict[str, Any]]:
     """Every reschedule (one per poke that was not done) of a task in the run, over all its tries."""
     with dep.metadata() as db:
         rows = db.execute(
             """
-            SELECT ti.map_index, tr.start_date, tr.end_date, tr.reschedule_date
+            SELECT ti.map_index, tr.start_date AS start, tr.end_date AS "end", tr.reschedule_date AS next
             FROM task_reschedule tr
-            JOIN (SELECT id, map_index FROM task_instance WHERE dag_id = ? AND run_id = ? AND task_id = ?
+            JOIN (SELECT id, map_index FROM task_instance WHERE dag_id = %(dag)s AND run_id = %(run)s AND task_id = %(task)s
                   UNION SELECT task_instance_id, map_index FROM task_instance_history
-                        WHERE dag_id = ? AND run_id = ? AND task_id = ?) ti ON ti.id = tr.ti_id
+                        WHERE dag_id = %(dag)s AND run_id = %(run)s AND task_id = %(task)s) ti ON ti.id = tr.ti_id
             ORDER BY tr.end_date
             """,
-            (DAG_ID, run_id, task_id) * 2,
+            {"dag": DAG_ID, "run": run_id, "task": task_id},
         ).fetchall()
-    return [
-        {"map_index": r["map_index"], "start": _sqlite_time(r["start_date"]), "end": _sqlite_time(r["end_date"]),
-         "next": _sqlite_time(r["reschedule_date"])}
-        for r in rows
-    ]
+    return list(rows)
 
 
 def earlier_tries(dep: AirflowDeployment, run_id: str) -> list[dict[str, Any]]:
     with dep.metadata() as db:
-        rows = db.execute(
+        return db.execute(
             "SELECT task_id, map_index, try_number, state, start_date, end_date FROM task_instance_history"
-            " WHERE dag_id = ? AND run_id = ? ORDER BY task_id, map_index, try_number",
+            " WHERE dag_id = %s AND run_id = %s ORDER BY task_id, map_index, try_number",
             (DAG_ID, run_id),
         ).fetchall()
-    return [dict(r) for r in rows]
 
 
 def state_mismatches(dep: AirflowDeployment, run_id: str) -> list[dict[str, Any]]:
     """The scheduler's audit-log rows for an executor report it did not expect (apache/airflow#71172's symptom)."""
     with dep.metadata() as db:
-        rows = db.execute(
+        return db.execute(
             "SELECT dttm, task_id, map_index, try_number, extra FROM log"
-            " WHERE event = 'state mismatch' AND dag_id = ? AND run_id = ? ORDER BY dttm",
+            " WHERE event = 'state mismatch' AND dag_id = %s AND run_id = %s ORDER BY dttm",
             (DAG_ID, run_id),
         ).fetchall()
-    return [dict(r) for r in rows]
 
 
 def max_overlap(intervals: list[tuple[datetime, datetime]]) -> tuple[int, datetime | None]:
@@ -164,18 +126,13 @@ def overlapping_pairs(intervals: list[tuple[int, datetime, datetime]]) -> list[t
 
 
 def test_backfill_under_the_real_scheduler_is_concurrent_exact_and_compressed(
-    deployment: AirflowDeployment, dsn: str
+    deployment: AirflowDeployment, unpaused: datetime, dsn: str
 ) -> None:
     dep = deployment
     ds = datasets.get("ledgers")
     with connect(dsn) as conn:
         clear_window(conn, ds, START, END)
-
-    t_boot = time.monotonic()
-    dep.wait_for("the api-server", lambda: dep.http("GET", "/api/v2/monitor/health", auth=False)[0] == 200, 180, 1)
-    dep.wait_for("the dag-processor to serialize tidemark_backfill", lambda: dag_ready(dep), 240, 2)
-    boot_seconds = time.monotonic() - t_boot
-    dep.api("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+    boot_seconds = dep.boot_seconds
 
     run_id = f"scheduler_e2e__{uuid.uuid4().hex[:8]}"
     conf = {"dataset": ds.name, "start": START.isoformat(), "end": END.isoformat(), "batch_interval": STEP}
@@ -305,29 +262,30 @@ def test_backfill_under_the_real_scheduler_is_concurrent_exact_and_compressed(
 MAKE = ["make", "-n", "--no-print-directory"]
 
 
-def _makefile_airflow_recipe(engine_port: int | None, base: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+def _makefile_airflow_recipe(make_vars: dict[str, str], base: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     """`make -n airflow`'s last command, split into its environment assignments and its argv.
 
     ``$VAR`` in an assigned value (e.g. ``PATH=...:$PATH``) is expanded against ``base``, as the
     shell running the recipe would.
     """
-    args = [*MAKE, "airflow"]
-    if engine_port:
-        args.append(f"TIDEMARK_DB_PORT={engine_port}")
+    args = [*MAKE, "airflow", *(f"{k}={v}" for k, v in make_vars.items())]
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     last = [ln for ln in done.stdout.splitlines() if ln.strip()][-1]
     tokens = shlex.split(last)
     env: dict[str, str] = {}
-    expand = lambda m: {**base, **env}.get(m.group(1) or m.group(2), "")  # noqa: E731
+
+    def expand(m: re.Match[str]) -> str:
+        return {**base, **env}.get(m.group(1) or m.group(2), "")
+
     while tokens and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", tokens[0]):
         key, _, value = tokens.pop(0).partition("=")
         env[key] = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", expand, value)
     return env, tokens
 
 
-def test_make_airflow_recipe_starts_standalone_and_serves_health(
-    airflow_home: Path, dsn: str, engine: Any
+def test_make_airflow_recipe_starts_standalone_on_postgres_and_tasks_follow_the_port(
+    airflow_home: Path, dsn: str, engine: Any, pg: PostgresCluster
 ) -> None:
     base = clean_base_env()
     # As on a fresh clone: no activated venv, no other Airflow on PATH (the verdict must not depend
@@ -335,7 +293,11 @@ def test_make_airflow_recipe_starts_standalone_and_serves_health(
     base["PATH"] = os.pathsep.join(
         d for d in base.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "airflow").exists()
     )
-    recipe_env, argv = _makefile_airflow_recipe(engine.port if engine else None, base)
+    port = free_port()
+    make_vars = {"AIRFLOW_PORT": str(port), "TIDEMARK_PG_DATA": str(pg.data), "TIDEMARK_PG_PORT": str(pg.port)}
+    if engine:
+        make_vars["TIDEMARK_DB_PORT"] = str(engine.port)
+    recipe_env, argv = _makefile_airflow_recipe(make_vars, base)
     assert argv[-1] == "standalone" and argv[0].endswith("bin/airflow"), argv
     airflow_bin = argv[0] if Path(argv[0]).is_absolute() else str(REPO / argv[0])
     # `airflow standalone` starts scheduler, dag-processor, triggerer and api-server as a bare
@@ -351,19 +313,35 @@ def test_make_airflow_recipe_starts_standalone_and_serves_health(
     assert recipe_env.get("AIRFLOW__CORE__EXECUTOR") == "LocalExecutor"
     assert recipe_env["AIRFLOW__CORE__DAGS_FOLDER"] == str(REPO / "dags")
     assert recipe_env["PYTHONPATH"] == str(REPO / "plugins")
+    # The metadata DB is PostgreSQL (the `airflow` database of embedded/pgctl's cluster), and the
+    # UI/API port and the execution API the task processes call move together.
+    assert recipe_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == pg.sqlalchemy_url("airflow")
+    assert recipe_env["AIRFLOW__API__PORT"] == str(port)
+    assert recipe_env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{port}/execution/"
+    # The README's `eval "$(make -s airflow-env)"` gives a CLI shell the very same settings.
+    exported = subprocess.run(["make", "-s", "--no-print-directory", "airflow-env", *(f"{k}={v}" for k, v in make_vars.items())],
+                              cwd=REPO, capture_output=True, text=True, timeout=60, check=True).stdout
+    cli_env = dict(ln.removeprefix("export ").split("=", 1) for ln in exported.splitlines() if ln.startswith("export "))
+    assert {k: v for k, v in cli_env.items() if k != "PATH"} == {k: v for k, v in recipe_env.items() if k != "PATH"}
     if engine:
         assert recipe_env["AIRFLOW_CONN_TIDEMARK_TIMESCALE"] == conn_uri(dsn)
     else:
         recipe_env["AIRFLOW_CONN_TIDEMARK_TIMESCALE"] = conn_uri(dsn)
 
-    port = free_port()
-    # Only what must differ from `make airflow`: a private home and a free port instead of 8080.
-    env = {**base, **recipe_env, "AIRFLOW_HOME": str(airflow_home), "AIRFLOW__API__PORT": str(port),
-           "PYTHONUNBUFFERED": "1"}
+    # Only what must differ from `make airflow`: a private home and metadata database, free log-server
+    # ports, and no scheduled runs (unpausing would start one over the window the session
+    # deployment's test loads).
+    database = f"standalone_{uuid.uuid4().hex[:8]}"
+    pg.create_database(database)
+    env = {**base, **recipe_env, "AIRFLOW_HOME": str(airflow_home), "PYTHONUNBUFFERED": "1",
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": pg.sqlalchemy_url(database),
+           "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+           "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port())}
     dep = AirflowDeployment(airflow_home, env, port)
     try:
         subprocess.run([airflow_bin, "db", "migrate"], env=env, cwd=REPO, capture_output=True, text=True,
-                       timeout=300, check=True)  # `.tidemark/airflow/.migrated`
+                       timeout=300, check=True)  # `.tidemark/pg.airflow-migrated`
         t0 = time.monotonic()
         dep.log_dir.mkdir(parents=True, exist_ok=True)
         out, err = dep.log_dir / "standalone.out", dep.log_dir / "standalone.err"
@@ -376,6 +354,12 @@ def test_make_airflow_recipe_starts_standalone_and_serves_health(
         healthy = time.monotonic() - t0
         health = dep.http("GET", "/api/v2/monitor/health", auth=False)[1]
 
+        # A busy AIRFLOW_PORT is refused before anything starts, with a message naming the way out.
+        busy = subprocess.run(["make", "--no-print-directory", "airflow", *(f"{k}={v}" for k, v in make_vars.items())],
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert busy.returncode != 0 and f"port {port} on 127.0.0.1 is already in use" in busy.stderr, busy
+        assert "AIRFLOW_PORT=" in busy.stderr and "airflow standalone" not in busy.stdout, busy
+
         # The README: the admin password is in simple_auth_manager_passwords.json.generated.
         pw_file = airflow_home / "simple_auth_manager_passwords.json.generated"
         dep.wait_for("the generated admin password file", pw_file.exists, timeout=30)
@@ -384,9 +368,22 @@ def test_make_airflow_recipe_starts_standalone_and_serves_health(
         status, body = dep.http("POST", "/auth/token", {"username": "admin", "password": password}, auth=False)
         assert status in (200, 201), body
         dep._token = body["access_token"]
-        dep.wait_for("tidemark_backfill to be parsed", lambda: dag_ready(dep), timeout=180, every=2)
+        dep.wait_until_dag_ready("tidemark_backfill", timeout=180)
         dag_up = time.monotonic() - t0
-        print(f"\n[make airflow] standalone healthy after {healthy:.1f} s, tidemark_backfill listed after {dag_up:.1f} s;"
+
+        # A dry run's tasks reach the execution API on the configured port (not 8080), or they fail.
+        dep.api("PATCH", "/api/v2/dags/tidemark_backfill", {"is_paused": False})
+        conf = {"dataset": "ledgers", "start": "2023-02-01T00:00:00+00:00", "end": "2023-02-01T06:00:00+00:00",
+                "batch_interval": "3 hours", "dry_run": True}
+        dep.api("POST", "/api/v2/dags/tidemark_backfill/dagRuns", {"dag_run_id": "port_check", "logical_date": None,
+                "conf": conf}, expect=(200, 201))
+        state = dep.wait_for("the dry run to finish", lambda: dep.api(
+            "GET", "/api/v2/dags/tidemark_backfill/dagRuns/port_check")["state"] in ("success", "failed") and dep.api(
+            "GET", "/api/v2/dags/tidemark_backfill/dagRuns/port_check")["state"], timeout=180, every=1)
+        assert state == "success", f"dry run ended {state}\n{dep.task_logs_digest('port_check')}"
+        ran = time.monotonic() - t0
+        print(f"\n[make airflow] standalone on PostgreSQL healthy after {healthy:.1f} s, tidemark_backfill listed after"
+              f" {dag_up:.1f} s, a dry run through the execution API on port {port} done after {ran:.1f} s;"
               f" health: { {k: v.get('status') for k, v in health.items() if isinstance(v, dict)} }")
     except BaseException:
         print(f"\n===== standalone logs =====\n{dep.logs_digest(120)}")
@@ -395,5 +392,6 @@ def test_make_airflow_recipe_starts_standalone_and_serves_health(
         killed = dep.stop(first_signal=signal.SIGINT)
         if killed:
             print(f"[make airflow] {len(killed)} process(es) needed SIGKILL:\n" + "\n".join(killed))
+        pg.drop_database(database)
         left = dep.leftovers()
         assert not left, f"standalone processes left running:\n{describe(left)}"
