@@ -200,7 +200,8 @@ class TableEncoder:
             rows = data.rows
             for i in range(0, len(rows), ROWS_PER_CHUNK):
                 chunk = rows[i:i + ROWS_PER_CHUNK]
-                self._add_tuples([tuple(r[p] for p in positions) for r in chunk], chunk, origin or data.origin)
+                columns = list(zip(*chunk))  # a cursor's rows all have its width: transpose, then pick by name
+                self._add_columns([columns[p] for p in positions], chunk, origin or data.origin)
         else:
             it = iter(data)
             while True:
@@ -241,15 +242,18 @@ class TableEncoder:
                 f"row {self._row_number + n} has {len(rows[n])} values, expected {width} {self.names}: {originals[n]!r}",
                 origin,
             )
-        columns = list(zip(*rows))
+        self._add_columns(list(zip(*rows)), originals, origin)
+
+    def _add_columns(self, columns: Sequence[Sequence[Any]], originals: Sequence[Any], origin: str) -> None:
+        """Check and render one chunk given column by column, in the table's column order."""
         self._check_time(columns[self.time_index], originals, origin)
         texts = [self._column_text(i, list(values), originals, origin) for i, values in enumerate(columns)]
         payload = ("\n".join(map("\t".join, zip(*texts))) + "\n").encode()
         spool = self.out.spool("text")
         spool.file.write(payload)
-        spool.rows += len(rows)
+        spool.rows += len(originals)
         spool.size += len(payload)
-        self._row_number += len(rows)
+        self._row_number += len(originals)
 
     def _check_time(self, values: Sequence[Any], originals: Sequence[Any], origin: str) -> None:
         col = self.table.time_column

@@ -14,8 +14,10 @@ final verification wins back.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -61,14 +63,69 @@ class BatchResult:
         return d
 
 
+_DONE = object()
+
+
+def _prefetched(pieces: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """The pieces, read by a thread of their own up to ``depth`` ahead of the consumer.
+
+    The source's next fetch (a cursor's round trip, a Parquet row group's
+    decompression: both release the GIL) then overlaps the encoding of the
+    piece before it, while memory stays bounded by ``depth`` pieces. An error
+    on either side stops both.
+    """
+    out: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        it = iter(pieces)
+        try:
+            for piece in it:
+                while not stop.is_set():
+                    try:
+                        out.put(piece, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            item: Any = _DONE
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
+            item = exc
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()  # a generator's finally blocks (cursors, files) run in the thread that ran it
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    reader = threading.Thread(target=produce, name="tidemark-source-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+
+
 @contextmanager
 def staged_window(dataset: Dataset, batch: Batch) -> Iterator[Staged]:
     """Read and encode every source of the dataset for the window; the spools live while the block runs."""
     staged: Staged = {}
     try:
         for source, tables in dataset.feeds():
-            staged.update(encode_window(dataset.name, tables, source.read(tables, batch.start, batch.end),
-                                        batch.start, batch.end))
+            pieces = _prefetched(source.read(tables, batch.start, batch.end))
+            staged.update(encode_window(dataset.name, tables, pieces, batch.start, batch.end))
         yield staged
     finally:
         for payloads in staged.values():
