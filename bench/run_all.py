@@ -25,6 +25,7 @@ import bench_airflow  # noqa: E402
 import bench_insert  # noqa: E402
 import bench_progressive  # noqa: E402
 import bench_scaling  # noqa: E402
+import bench_speed  # noqa: E402
 import profile_loader  # noqa: E402
 
 BENCHMARKS = {
@@ -33,6 +34,7 @@ BENCHMARKS = {
     "airflow": (bench_airflow.main, "3. orchestration overhead"),
     "scaling": (bench_scaling.main, "4. scaling"),
     "profile": (profile_loader.main, "loader profile"),
+    "speed": (bench_speed.main, "5. the whole DAG vs the engine's limit (S1, S2, S4)"),
 }
 
 

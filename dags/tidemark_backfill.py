@@ -9,12 +9,17 @@ Loads a historical time range of a dataset into its TimescaleDB hypertables **at
    and pauses the hypertables' compression policies.
 2. **Insert batch** (one mapped instance per batch, shown by its window) loads each batch in one
    transaction with `COPY` and `synchronous_commit = off`, replacing the window's rows, so a retry never
-   duplicates. Parallelism: `TIDEMARK_MAX_PARALLEL_BATCHES` (default 4) in the scheduler's environment.
-   Backpressure: a batch more than `TIDEMARK_MAX_BATCHES_AHEAD` (default: the parallelism) batches beyond
-   the watermark waits, so the uncompressed backlog stays bounded in any scheduling order.
-3. **Progressive recompression** runs alongside: each poke advances a *watermark* over the contiguous
-   prefix of finished batches (batch 0 first; a gap stalls it) and compresses every chunk lying entirely
-   behind it. Poke interval: `TIDEMARK_POKE_INTERVAL` seconds (default 10).
+   duplicates. Where every hypertable allows it (no primary key, unique index, triggers or continuous
+   aggregates), COPY writes straight into the columnstore: chunks are compressed as they are written
+   (`TIDEMARK_DIRECT_COMPRESS=auto|on|off`). Parallelism: `TIDEMARK_MAX_PARALLEL_BATCHES` (default 4) in
+   the scheduler's environment. A batch that completes the committed prefix compresses the chunks now
+   behind it. Backpressure (classic COPY only): a batch more than `TIDEMARK_MAX_BATCHES_AHEAD` (default: the
+   parallelism) batches beyond the committed prefix waits, so the uncompressed backlog stays bounded in
+   any scheduling order.
+3. **Progressive recompression** advances the *watermark* over the contiguous prefix of finished batches
+   (batch 0 first; a gap stalls it), compresses what is left behind it and waits in the triggerer until
+   every batch has settled (`TIDEMARK_SENSOR_DEFERRABLE=false`: reschedule every `TIDEMARK_POKE_INTERVAL`
+   seconds instead, default 10).
 4. **Finalize** makes the load durable (one synchronous commit), verifies every window against the
    ledger and the source (reloading any batch whose asynchronous commit was lost), compresses the
    remaining boundary chunks, restores the compression policies, refreshes the continuous aggregates over
@@ -25,7 +30,8 @@ Loads a historical time range of a dataset into its TimescaleDB hypertables **at
 * `dataset` - which dataset to load.
 * `start`, `end` - the time range (ISO 8601, UTC if no offset). Empty: the run's data interval
   (scheduled runs and `airflow backfill create`).
-* `batch_interval` - batch size as time, e.g. `3 hours`, `1 day`, `30 minutes` (at most 1,024 batches).
+* `batch_interval` - `auto` (default: about 250,000 rows per batch from the source's density, whole chunks)
+  or batch size as time, e.g. `3 hours`, `1 day`, `30 minutes` (at most 1,024 batches).
 * `dry_run` - plan and report only; nothing is written.
 * `allow_older_than_retention` - load a window reaching behind a hypertable's retention horizon anyway
   (refused by default: the retention policy would silently delete it).
@@ -47,7 +53,7 @@ import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from tidemark import airflow_adapter as af
@@ -55,6 +61,7 @@ from tidemark import backfill, payloads, settings
 from tidemark.payloads import BatchPayload, BatchResultPayload, Report, Summary
 from tidemark.planner import Batch
 from tidemark.report import format_report
+from tidemark.triggers import ProgressiveRecompressSensor
 
 log = logging.getLogger("tidemark.dag")
 
@@ -64,6 +71,7 @@ MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
 POKE_INTERVAL = SETTINGS.poke_interval  # >= 10 s under the scheduler (apache/airflow#71172)
 MAX_BATCHES_AHEAD = SETTINGS.max_batches_ahead  # 0: no backpressure
 WAIT_INTERVAL = SETTINGS.wait_interval
+SENSOR_DEFERRABLE = SETTINGS.sensor_deferrable  # wait in the triggerer; false: reschedule every POKE_INTERVAL
 
 
 @dag(
@@ -77,7 +85,7 @@ WAIT_INTERVAL = SETTINGS.wait_interval
     tags=["tidemark", "timescaledb"],
     default_args=SETTINGS.task_retries(),  # every task: TIDEMARK_RETRIES after TIDEMARK_RETRY_DELAY
     params={
-        **af.range_params(empty_range_means="the run's data interval", default_interval="3 hours"),
+        **af.range_params(empty_range_means="the run's data interval", default_interval="auto", allow_auto=True),
         "dry_run": Param(
             False,
             type="boolean",
@@ -125,30 +133,8 @@ def tidemark_backfill() -> None:
         )
         if reason:
             log.info(reason)
-            af.reschedule(WAIT_INTERVAL)
+            af.reschedule(af.dag_test_wait(WAIT_INTERVAL))
         return backfill.insert_batch(af.connection_factory(), summary, batch)
-
-    @task.sensor(
-        task_display_name="Progressive recompression",
-        mode="reschedule",
-        poke_interval=POKE_INTERVAL,
-        timeout=timedelta(days=2).total_seconds(),
-    )
-    def progressive_recompress(batches: list[BatchPayload], summary: Summary) -> PokeReturnValue:
-        summary = payloads.check_summary(summary)
-        if summary.get("dry_run") or not batches:
-            return PokeReturnValue(is_done=True)
-        outcome = backfill.poke(
-            af.connection_factory(),
-            summary,
-            batches,
-            af.mapped_states("insert_batch"),
-            lambda indexes: af.mapped_results("insert_batch", indexes),
-        )
-        log.info(outcome.line())
-        if outcome.failed:
-            raise AirflowFailException(backfill.failure_message(summary, outcome.failed, batches))
-        return PokeReturnValue(is_done=outcome.done)
 
     @task(task_display_name="Finalize: verify, compress, report", trigger_rule="all_done", multiple_outputs=True)
     def finalize() -> Report | Summary:
@@ -174,7 +160,16 @@ def tidemark_backfill() -> None:
 
     batches = plan()
     inserted = insert_batch.partial(summary=batches["summary"]).expand(batch=batches)
-    sensor = progressive_recompress(batches, batches["summary"])
+    sensor = ProgressiveRecompressSensor(
+        task_id="progressive_recompress",
+        task_display_name="Progressive recompression",
+        batches=batches,
+        summary=batches["summary"],
+        mode="reschedule",
+        deferrable=SENSOR_DEFERRABLE,
+        poke_interval=POKE_INTERVAL,
+        timeout=timedelta(days=2).total_seconds(),
+    )
     [inserted, sensor] >> finalize()
 
 

@@ -113,7 +113,10 @@ def fail_fast(func: F) -> F:
 INTERVAL_PATTERN = timeparse.INTERVAL_PATTERN  # the parser's own grammar, so form and parser agree
 
 
-def range_params(*, empty_range_means: str | None, default_interval: str) -> dict[str, Any]:
+AUTO_INTERVAL_PATTERN = r"^\s*[Aa][Uu][Tt][Oo]\s*$|" + INTERVAL_PATTERN
+
+
+def range_params(*, empty_range_means: str | None, default_interval: str, allow_auto: bool = False) -> dict[str, Any]:
     """The trigger-form params shared by the backfill and catchup DAGs (JSON-schema validated).
 
     ``empty_range_means`` explains what an empty start/end stands for; None
@@ -140,8 +143,14 @@ def range_params(*, empty_range_means: str | None, default_interval: str) -> dic
             title="End (exclusive)", description="End of the range, ISO 8601 with offset." + empty,
         ),
         "batch_interval": Param(
-            default_interval, type="string", minLength=1, pattern=INTERVAL_PATTERN, title="Batch interval",
-            description="Time covered by one batch, e.g. '3 hours', '1 day', '30 minutes'. At most 1,024 batches per run.",
+            default_interval, type="string", minLength=1,
+            pattern=AUTO_INTERVAL_PATTERN if allow_auto else INTERVAL_PATTERN, title="Batch interval",
+            description=(
+                "'auto' (sized from the source's density: about 250,000 rows per batch, whole chunks) or the time "
+                "covered by one batch, e.g. '3 hours', '1 day', '30 minutes'. At most 1,024 batches per run."
+                if allow_auto else
+                "Time covered by one batch, e.g. '3 hours', '1 day', '30 minutes'. At most 1,024 batches per run."
+            ),
         ),
     }
 
@@ -220,6 +229,26 @@ def _state_text(state: Any) -> str | None:
     if state is None:
         return None
     return str(getattr(state, "value", state))
+
+
+state_text = _state_text
+
+
+def in_dag_test() -> bool:
+    """Whether this task runs under ``airflow dags test`` / ``dag.test()``: one task at a time, in process.
+
+    There a deferral runs its trigger inline (blocking the only worker) and
+    there is no scheduler race to avoid, so waits reschedule, briefly.
+    """
+    from airflow.sdk import get_current_context
+
+    run = get_current_context().get("dag_run")
+    return getattr(run, "triggering_user_name", None) == "dag_test"
+
+
+def dag_test_wait(seconds: float, cap: float = 1.0) -> float:
+    """How long a rescheduling wait lasts: at most ``cap`` seconds under dags test, as asked elsewhere."""
+    return min(seconds, cap) if in_dag_test() else seconds
 
 
 def mapped_states(task_id: str) -> dict[int, str | None]:

@@ -8,6 +8,7 @@ finalize — is testable without Airflow, and the DAG file stays wiring.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,13 +16,13 @@ from typing import Any
 
 import psycopg
 
-from tidemark import compressor, cursors, datasets, faults, ledger, payloads, policies, progress, runs
+from tidemark import columnstore, compressor, cursors, datasets, faults, ledger, payloads, policies, progress, runs
 from tidemark.connection import ConnectionFactory, one
 from tidemark.datasets import Dataset
 from tidemark.errors import InvalidInput, TidemarkError
 from tidemark.loader import BatchResult, load_batch
 from tidemark.payloads import BatchPayload, BatchResultPayload, Planned, ReloadedWindow, Report, Summary
-from tidemark.planner import Batch, plan_batches
+from tidemark.planner import AUTO, Batch, auto_interval, estimate_rows, plan_batches
 from tidemark.report import build_report
 from tidemark.timeparse import format_interval, parse_instant, parse_interval
 from tidemark.verifier import Verification, verify
@@ -66,7 +67,11 @@ class BackfillRequest:
             raise InvalidInput("start and end are required for a manual run (e.g. 2024-01-01T00:00:00+00:00)")
         start = parse_instant(start_raw)
         end = parse_instant(end_raw)
-        interval = parse_interval(params.get("batch_interval") or "6 hours")
+        raw_interval = str(params.get("batch_interval") or AUTO).strip()
+        if raw_interval.lower() == AUTO:
+            interval = auto_batch_interval(datasets.get(name), start, end)
+        else:
+            interval = parse_interval(raw_interval)
         plan_batches(start, end, interval)  # range, interval and batch-count checks, before any write
         return cls(name, start, end, interval, bool(params.get("dry_run", False)),
                    params.get(policies.ALLOW_PARAM, False) is True)
@@ -76,6 +81,20 @@ class BackfillRequest:
             f"{self.dataset} [{self.start.isoformat()}, {self.end.isoformat()}) "
             f"in batches of {format_interval(self.batch_interval)}"
         )
+
+
+def auto_batch_interval(ds: Dataset, start: datetime, end: datetime) -> timedelta:
+    """``batch_interval: auto``: batches sized from the source's density (planner.auto_interval).
+
+    The density comes from the source's ``expected_counts`` when it has one,
+    else from counting a few sampled windows; a source that offers neither
+    gets one chunk interval per batch.
+    """
+    rows = estimate_rows(ds.feeds(), start, end)
+    interval = auto_interval(start, end, rows, min(t.chunk_interval for t in ds.tables))
+    log.info("batch_interval auto: %s rows estimated -> batches of %s",
+             f"{rows:,}" if rows is not None else "no", format_interval(interval))
+    return interval
 
 
 def _bookkeeping_exists(conn: psycopg.Connection) -> bool:
@@ -104,6 +123,7 @@ def plan_run(
 
             ds = ensure_schema(conn, ds)
             loaded = ledger.loaded_windows(conn, ds.name, request.start, request.end)
+        direct = [] if request.dry_run else columnstore.resolve(conn, ds)
         plan = plan_batches(request.start, request.end, request.batch_interval, loaded=loaded)
         if not request.dry_run:
             runs.claim(conn, run_id, ds.name, "backfill", request.start, request.end, len(plan.batches), alive)
@@ -119,11 +139,17 @@ def plan_run(
         "planned_batches": len(plan.batches),
         "dry_run": request.dry_run,
         "retention": [h.to_dict() for h in retention],
+        # Tables written straight into the columnstore, and whether their chunks get recompressed
+        # behind the watermark (only when many batches write into each chunk).
+        "direct_compress": direct,
+        "recompress_unordered": bool(direct) and _writes_per_chunk(ds, request.batch_interval)
+        >= columnstore.RECOMPRESS_MIN_WRITES,
     }
     batches = [payloads.batch_payload(b) for b in plan.batches]
     log.info(
-        "plan %s: %d windows, %d already loaded, %d to load%s",
+        "plan %s: %d windows, %d already loaded, %d to load%s; %s",
         request.describe(), plan.total_windows, len(plan.skipped), len(plan.batches), " (dry run)" if request.dry_run else "",
+        f"direct-to-columnstore COPY into {', '.join(direct)}" if direct else "classic COPY + progressive compression",
     )
     if request.dry_run:
         summary["would_load"] = batches
@@ -140,6 +166,43 @@ def failed_batches(states: Mapping[int, str | None], planned: int) -> list[int]:
     they are left over from the earlier plan, not failures of this one.
     """
     return sorted(i for i, s in states.items() if i < planned and s in FAILED_STATES)
+def _writes_per_chunk(ds: Dataset, interval: timedelta) -> int:
+    """How many batch windows write into one chunk at most (a window straddling a boundary counts twice)."""
+    return max(-(-t.chunk_interval // interval) + (0 if t.chunk_interval % interval == timedelta(0) else 1)
+               for t in ds.tables)
+
+
+def dataset_of(summary: Mapping[str, Any]) -> Dataset:
+    """The run's dataset with the write mode its plan resolved (older summaries: classic)."""
+    return columnstore.with_mode(datasets.get(summary["dataset"]), summary.get("direct_compress") or [])
+
+
+def _all_direct(summary: Mapping[str, Any], ds: Dataset) -> bool:
+    direct = set(summary.get("direct_compress") or [])
+    return bool(direct) and all(t.name in direct for t in ds.tables)
+
+
+def ledger_watermark(conn: psycopg.Connection, summary: Mapping[str, Any]) -> tuple[datetime, datetime | None]:
+    """(end of the committed prefix of the run's range, last commit of this run) from the batch ledger.
+
+    The ledger row commits with its batch's rows, so this is exactly what is
+    safe to compress, known the moment a batch commits: neither the
+    backpressure nor compression has to wait for the sensor's next poke. The
+    sensor's persisted watermark is a lower bound, so only the windows beyond
+    it are read (cost O(batches in flight), not O(batches)).
+    """
+    start, end = parse_instant(summary["start"]), parse_instant(summary["end"])
+    row = conn.execute(
+        "SELECT r.watermark_time, (SELECT max(committed_at) FROM tidemark.batch_ledger l"
+        " WHERE l.dataset = r.dataset AND l.run_id = r.run_id) FROM tidemark.runs r WHERE r.run_id = %s",
+        (summary["run_id"],),
+    ).fetchone()
+    mark = max(start, row[0]) if row and row[0] is not None else start
+    for s, e in ledger.loaded_windows(conn, summary["dataset"], mark, end):
+        if s > mark:
+            break
+        mark = max(mark, e)
+    return min(mark, end), (row[1] if row else None)
 
 
 def wait_reason(
@@ -153,38 +216,79 @@ def wait_reason(
 ) -> str | None:
     """Why this batch should wait before loading, or None to load now.
 
-    Backpressure: a batch more than ``max_ahead`` batches beyond the watermark
-    waits, so the uncompressed backlog stays bounded whatever order the
-    scheduler runs the batches in. Never waits when waiting cannot help: a
-    sibling batch failed (the watermark will not pass it), or the sensor has
-    stopped reporting progress.
+    Backpressure: a batch starting more than ``max_ahead`` batch intervals
+    beyond the committed prefix (the ledger watermark) waits, so the
+    uncompressed backlog stays bounded whatever order the scheduler runs the
+    batches in. Never waits when waiting cannot help or is not needed: every
+    table is written straight into the columnstore (there is no uncompressed
+    backlog), a sibling batch failed (the watermark will not pass it), or no
+    batch of the run has committed for ``stale_after``.
     """
-    if max_ahead <= 0 or sibling_failed:
+    if max_ahead <= 0 or sibling_failed or summary.get("dry_run"):
         return None
-    index = int(batch["index"])
+    ds = datasets.get(summary["dataset"])
+    if _all_direct(summary, ds):
+        return None
+    b = Batch.from_dict(batch)
+    interval = parse_interval(summary["batch_interval"])
     with connect() as conn:
-        progress = runs.progress(conn, summary["run_id"])
+        mark, last_commit = ledger_watermark(conn, summary)
         now = one(conn.execute("SELECT clock_timestamp()"))[0]
-    if progress is None or index < progress.watermark_batches + max_ahead:
+    ahead = (b.start - mark) // interval
+    if ahead < max_ahead:
         return None
-    if now - progress.updated_at > stale_after:
+    if last_commit is not None and now - last_commit > stale_after:
         return None
     return (
-        f"batch {index} waits: the watermark is at {progress.watermark_batches}/{summary['planned_batches']} and at "
+        f"batch {b.index} waits: it starts {ahead} batches beyond the committed prefix ({mark.isoformat()}) and at "
         f"most {max_ahead} batches load ahead of it (TIDEMARK_MAX_BATCHES_AHEAD), keeping the uncompressed backlog bounded"
     )
 
 
-def insert_batch(connect: ConnectionFactory, summary: Summary, batch: BatchPayload) -> BatchResultPayload:
-    ds = datasets.get(summary["dataset"])
-    planned = Batch.from_dict(batch)
-    result = load_batch(connect, ds, planned, summary["run_id"])
+def insert_batch(
+    connect: ConnectionFactory, summary: Summary, batch: BatchPayload, *, compress: bool = True
+) -> BatchResultPayload:
+    """Load the batch; if it extended the committed prefix, compress the chunks now lying behind it.
+
+    Compressing here, in the batch that completes a chunk, keeps the backlog
+    small without waiting for the sensor: under ``airflow dags test`` (one
+    task at a time) the sensor may run only after every batch. ``compress=False``
+    leaves all compression to others (the compress-at-end benchmark).
+    """
+    ds = dataset_of(summary)
+    planned = b = Batch.from_dict(batch)
+    result = load_batch(connect, ds, b, summary["run_id"])
+    c0 = time.perf_counter()
+    compressed = _compress_completed(connect, summary, ds, b) if compress else 0
     log.info(
-        "batch %d %s: %d rows (%s) in %.2fs (generate %.2fs, database %.2fs)",
-        result.index, Batch.from_dict(batch).label, result.total_rows, result.rows, result.seconds,
+        "batch %d %s: %d rows (%s) in %.2fs (generate %.2fs, database %.2fs)%s",
+        result.index, b.label, result.total_rows, result.rows, result.seconds,
         result.generate_seconds, result.db_seconds,
+        f"; compressed {compressed} chunks behind the watermark in {time.perf_counter() - c0:.2f}s" if compressed else "",
     )
     return payloads.result_payload(planned, result)
+
+
+def _compress_completed(connect: ConnectionFactory, summary: Mapping[str, Any], ds: Dataset, b: Batch) -> int:
+    """Compress the chunks this batch's commit completed (best effort: the sensor retries what fails)."""
+    try:
+        with connect() as conn:
+            if ds.direct_compress:
+                compressor.log_direct(conn, ds, b.start, b.end, summary["run_id"])
+            if _all_direct(summary, ds) and not summary.get("recompress_unordered"):
+                return 0
+            mark, _ = ledger_watermark(conn, summary)
+            if b.start >= mark:  # a gap before this batch: it completed nothing
+                return 0
+            lower = max(parse_instant(summary["start"]), b.start - max(t.chunk_interval for t in ds.tables))
+            done = compressor.compress_behind(
+                conn, ds, lower, mark, run_id=summary["run_id"],
+                recompress_unordered=bool(summary.get("recompress_unordered")), attempts=1,
+            )
+            return sum(1 for r in done if r.ok and r.action != "unchanged")
+    except Exception as exc:  # noqa: BLE001 - the batch is committed; the sensor compresses what is left
+        log.warning("batch %d: compressing behind the watermark failed (%s); the sensor will retry", b.index, exc)
+        return 0
 
 
 @dataclass(frozen=True)
@@ -229,7 +333,7 @@ def poke(
     watermark is re-checked against the states (cheap, no results fetched): a
     batch cleared for a rerun pulls the watermark back instead of being trusted.
     """
-    ds = datasets.get(summary["dataset"])
+    ds = dataset_of(summary)
     plan = [Batch.from_dict(b) for b in batches]
     start = parse_instant(summary["start"])
     run_id = summary["run_id"]
@@ -250,7 +354,9 @@ def poke(
         end = parse_instant(summary["end"])
         # The backlog before compressing is what the load accumulated: that is the peak to record.
         peak_chunks, peak_bytes = compressor.backlog(conn, ds, start, end)
-        results = compressor.compress_behind(conn, ds, start, wm.time, run_id=run_id) if plan else []
+        results = compressor.compress_behind(
+            conn, ds, start, wm.time, run_id=run_id, recompress_unordered=bool(summary.get("recompress_unordered"))
+        ) if plan else []
         backlog_chunks, backlog_bytes = compressor.backlog(conn, ds, start, end) if results else (peak_chunks, peak_bytes)
         runs.record_progress(
             conn, run_id, watermark_batches=wm.completed, watermark_time=wm.time,
@@ -313,7 +419,7 @@ def finalize(
     Raises RunFailed when any batch or the sensor failed: a run whose final task
     succeeds must mean the window is loaded, verified and compressed.
     """
-    ds = datasets.get(summary["dataset"])
+    ds = dataset_of(summary) if not summary.get("dry_run") else datasets.get(summary["dataset"])
     run_id = summary["run_id"]
     if summary.get("dry_run"):
         return summary.copy()  # the dry run's report is its plan
@@ -346,7 +452,10 @@ def finalize(
             policies.restore(conn, ds, run_id)
             raise RunFailed("verification failed after reloading: " + "; ".join(problems[:10]))
         horizon = cursors.position(conn, ds.name)
-        final, left_for_live = compressor.final_pass(conn, ds, start, end, run_id=run_id, live_horizon=horizon)
+        final, left_for_live = compressor.final_pass(
+            conn, ds, start, end, run_id=run_id, live_horizon=horizon,
+            recompress_unordered=bool(summary.get("recompress_unordered")),
+        )
         bad = [r for r in final if not r.ok]
         if bad:
             runs.finish(conn, run_id, "failed")

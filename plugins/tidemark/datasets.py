@@ -157,6 +157,8 @@ class Dataset:
     description: str = ""
     # Where it was declared (a file path, module or entry point), for messages.
     origin: str = field(default="", compare=False)
+    # Direct-to-columnstore COPY (tidemark.columnstore): None = auto (on where every table allows it).
+    direct_compress: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not DATASET_NAME.match(self.name):

@@ -189,6 +189,8 @@ def write_batch(conn: psycopg.Connection, dataset: Dataset, batch: Batch, staged
     """A backfill batch's single transaction (the caller's connection must be in autocommit mode)."""
     with conn.transaction():
         conn.execute("SET LOCAL synchronous_commit = off")
+        if dataset.direct_compress:  # resolved at plan time (tidemark.columnstore)
+            conn.execute("SET LOCAL timescaledb.enable_direct_compress_copy = on")
         replace_window(conn, dataset, batch, staged)
         faults.check("insert_batch.before_commit", batch.index)
         ledger.record(conn, dataset.name, batch.start, batch.end, row_counts(staged), run_id)

@@ -55,6 +55,10 @@ class Summary(TypedDict):
     dry_run: bool
     retention: NotRequired[list[RetentionInfo]]  # absent in summaries of runs planned before it existed
     would_load: NotRequired[list[BatchPayload]]  # dry runs only
+    # Tables written by direct-to-columnstore COPY (tidemark.columnstore), and whether their chunks are
+    # recompressed behind the watermark; absent in summaries planned before the mode existed (classic).
+    direct_compress: NotRequired[list[str]]
+    recompress_unordered: NotRequired[bool]
 
 
 class Planned(TypedDict):
@@ -116,6 +120,7 @@ class ReportBytes(TypedDict):
     before_compression: int
     after_compression: int
     ratio: float | None
+    written_compressed: NotRequired[int]  # chunks direct COPY wrote compressed: their size (no "before")
 
 
 class ReportBacklog(TypedDict):
@@ -138,6 +143,7 @@ class Report(TypedDict):
     rows_per_second: int | None
     chunks: ReportChunks
     bytes: ReportBytes
+    write_mode: NotRequired[str]  # "direct-to-columnstore COPY" or "classic COPY"
     peak_uncompressed_backlog: ReportBacklog
     seconds_from_last_batch_to_fully_compressed: float
     retention: list[RetentionInfo]

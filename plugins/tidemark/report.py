@@ -67,7 +67,7 @@ def build_report(
         "SELECT max(compressed_at) FROM tidemark.compression_log WHERE run_id = %s", (run_id,)
     ))[0]
     now = one(conn.execute("SELECT clock_timestamp()"))[0]
-    before, after, chunks_in_window, compressed_in_window = _sizes(conn, ds, start, end)
+    before, after, chunks_in_window, compressed_in_window, direct_bytes = _sizes(conn, ds, start, end)
     rows_loaded = sum(loaded.values())
     load_seconds = (last_commit - started_at).total_seconds() if last_commit else 0.0
     tail = (max(last_compress or now, now) - last_commit).total_seconds() if last_commit else 0.0
@@ -99,7 +99,10 @@ def build_report(
             "before_compression": before,
             "after_compression": after,
             "ratio": round(before / after, 2) if after else None,
+            # Chunks written straight into the columnstore (direct COPY) have no "before": their size.
+            "written_compressed": direct_bytes,
         },
+        "write_mode": "direct-to-columnstore COPY" if summary.get("direct_compress") else "classic COPY",
         "peak_uncompressed_backlog": {"chunks": peak_chunks, "bytes": peak_bytes},
         "seconds_from_last_batch_to_fully_compressed": round(tail, 2),
         "retention": list(summary.get("retention") or []),
@@ -108,23 +111,27 @@ def build_report(
     }
 
 
-def _sizes(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> tuple[int, int, int, int]:
-    before = after = chunks = compressed = 0
+def _sizes(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> tuple[int, int, int, int, int]:
+    before = after = chunks = compressed = direct = 0
     for table in ds.tables:
         rows = conn.execute(
-            "SELECT s.before_compression_total_bytes, s.after_compression_total_bytes, c.is_compressed"
+            "SELECT s.before_compression_total_bytes, s.after_compression_total_bytes, c.is_compressed, d.total_bytes"
             " FROM timescaledb_information.chunks c"
             " LEFT JOIN chunk_compression_stats(format('%%I.%%I', c.hypertable_schema, c.hypertable_name)::regclass) s"
             "   ON s.chunk_schema = c.chunk_schema AND s.chunk_name = c.chunk_name"
+            " LEFT JOIN chunks_detailed_size(format('%%I.%%I', c.hypertable_schema, c.hypertable_name)::regclass) d"
+            "   ON d.chunk_schema = c.chunk_schema AND d.chunk_name = c.chunk_name"
             " WHERE c.hypertable_schema = %s AND c.hypertable_name = %s AND c.range_end > %s AND c.range_start < %s",
             (table.schema, table.name, start, end),
         ).fetchall()
-        for b, a, is_compressed in rows:
+        for b, a, is_compressed, total in rows:
             chunks += 1
             compressed += 1 if is_compressed else 0
+            if is_compressed and b is None:  # written compressed by direct COPY: TimescaleDB keeps no stats
+                direct += int(total or 0)
             before += int(b or 0)
             after += int(a or 0)
-    return before, after, chunks, compressed
+    return before, after, chunks, compressed, direct
 
 
 def format_report(report: Mapping[str, Any]) -> str:
@@ -154,8 +161,11 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"while batches were loading, {c['compressed_by_sensor_after_last_batch']} by the sensor after the last batch, "
         f"{c['compressed_in_final_pass']} in the final pass"
         + (f"; {len(c['left_for_live_ingestion'])} left for live ingestion" if c["left_for_live_ingestion"] else ""),
-        f"  storage      {size['before_compression']:,} B before, {size['after_compression']:,} B after "
-        f"(ratio {size['ratio']}x)",
+        (f"  storage      {size['before_compression']:,} B before, {size['after_compression']:,} B after "
+         f"(ratio {size['ratio']}x)" if size["before_compression"] else "  storage")
+        + (f"{';' if size['before_compression'] else ''} {size.get('written_compressed', 0):,} B written straight "
+           "into the columnstore" if size.get("written_compressed") else ""),
+        f"  write mode   {report.get('write_mode', 'classic COPY')}",
         f"  peak uncompressed backlog during the load: {peak['chunks']} chunks ({peak['bytes'] / 1048576:.1f} MiB)",
         f"  last batch -> fully compressed: {report['seconds_from_last_batch_to_fully_compressed']} s",
     ]

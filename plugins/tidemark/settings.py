@@ -64,6 +64,22 @@ def _seconds(*, allow_zero: bool) -> Callable[[str], float]:
     return parse
 
 
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(text)
+
+
+def _write_mode(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("auto", "on", "off"):
+        raise ValueError(text)
+    return value
+
+
 def _schedule(text: str) -> str:
     value = text.strip()
     if value in _SCHEDULE_PRESETS:
@@ -85,6 +101,12 @@ SPECS: tuple[Spec[object], ...] = (
          "seconds between sensor pokes; keep >= 10 under the scheduler (apache/airflow#71172)"),
     Spec("TIDEMARK_WAIT_INTERVAL", _seconds(allow_zero=False), "seconds, a number > 0", None, "TIDEMARK_POKE_INTERVAL",
          "seconds a waiting batch sleeps before checking again; keep >= 10 under the scheduler too"),
+    Spec("TIDEMARK_SENSOR_DEFERRABLE", _boolean, "true or false", "true", None,
+         "the sensor waits in the triggerer until every batch has settled (false: it reschedules every "
+         "TIDEMARK_POKE_INTERVAL seconds, for a deployment without a triggerer)"),
+    Spec("TIDEMARK_DIRECT_COMPRESS", _write_mode, "auto, on or off", "auto", None,
+         "direct-to-columnstore COPY: auto = where every hypertable of the dataset allows it, on = wherever a "
+         "table allows it, off = classic COPY + progressive compression"),
     Spec("TIDEMARK_RETRIES", _integer(0), "an integer >= 0", "2", None,
          "retries of every task of the three DAGs (bad input is never retried)"),
     Spec("TIDEMARK_RETRY_DELAY", _seconds(allow_zero=True), "seconds, a number >= 0", "5", None,
@@ -100,6 +122,8 @@ class Settings:
     max_batches_ahead: int
     poke_interval: float
     wait_interval: float
+    sensor_deferrable: bool
+    direct_compress: str
     retries: int
     retry_delay_seconds: float
     live_schedule: str
@@ -141,6 +165,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         max_batches_ahead=_as(int, resolved["TIDEMARK_MAX_BATCHES_AHEAD"]),
         poke_interval=_as(float, resolved["TIDEMARK_POKE_INTERVAL"]),
         wait_interval=_as(float, resolved["TIDEMARK_WAIT_INTERVAL"]),
+        sensor_deferrable=_as(bool, resolved["TIDEMARK_SENSOR_DEFERRABLE"]),
+        direct_compress=_as(str, resolved["TIDEMARK_DIRECT_COMPRESS"]),
         retries=_as(int, resolved["TIDEMARK_RETRIES"]),
         retry_delay_seconds=_as(float, resolved["TIDEMARK_RETRY_DELAY"]),
         live_schedule=_as(str, resolved["TIDEMARK_LIVE_SCHEDULE"]),
