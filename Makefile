@@ -91,7 +91,7 @@ test-unit: setup
 	$(AIRFLOW_ENV) $(VENV)/bin/airflow db migrate >/dev/null
 	touch $@
 
-DEMO_CONF ?= {"dataset": "ledgers", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00", "batch_interval": "3 hours"}
+DEMO_CONF ?= {"dataset": "ledgers", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00", "batch_interval": "auto"}
 
 demo: setup db-start .tidemark/airflow/.migrated
 	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 $(PY) -m tidemark.demo '$(DEMO_CONF)'

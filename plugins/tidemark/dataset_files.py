@@ -20,7 +20,8 @@ from tidemark.sources import KEYS, from_spec
 from tidemark.sources.base import Source
 from tidemark.timeparse import parse_interval
 
-DATASET_KEYS = frozenset({"name", "description", "source", "tables"})
+DATASET_KEYS = frozenset({"name", "description", "source", "tables", "direct_compress"})
+_DIRECT = {"auto": None, True: True, False: False, "on": True, "off": False}
 TABLE_KEYS = frozenset({"name", "schema", "time_column", "chunk_interval", "segmentby", "orderby", "columns", "source",
                         "compress_after"})
 COLUMN_KEYS = frozenset({"name", "type", "nullable"})
@@ -122,8 +123,12 @@ def load_dataset(data: Any, where: str, base_dir: Path) -> Dataset:
             raise _fail(where, _guess_key(key, str(exc)), str(exc)) from None
     if default is not None and any(t.source is None for t in tables):
         shared = _source(default, None, where, "source", base_dir)
+    raw_direct = top.get("direct_compress", "auto")
+    if not isinstance(raw_direct, (bool, str)) or raw_direct not in _DIRECT:
+        raise _fail(where, "direct_compress", f"must be auto, true or false, got {raw_direct!r}")
     try:
-        return Dataset(name=name, tables=tuple(tables), source=shared, description=description, origin=where)
+        return Dataset(name=name, tables=tuple(tables), source=shared, description=description, origin=where,
+                       direct_compress=_DIRECT[raw_direct])
     except InvalidInput as exc:
         raise _fail(where, "name" if "dataset name" in str(exc) else "tables", str(exc)) from None
 

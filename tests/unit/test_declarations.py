@@ -75,6 +75,13 @@ def test_the_contract_example_loads(tmp_path: Path) -> None:
     assert isinstance(t.source, SqlSource) and t.source.conn_id == "flights_source"
 
 
+@pytest.mark.parametrize(("value", "mode"), [("auto", None), ("true", True), ("false", False), ("on", True)])
+def test_direct_compress_is_chosen_per_dataset(tmp_path: Path, value: str, mode: bool | None) -> None:
+    ds = load_file(write(tmp_path, "d.yaml", GOOD.replace("description:", f"direct_compress: {value}\ndescription:")))
+    assert ds.direct_compress is mode
+    assert load_file(write(tmp_path, "e.yaml", GOOD)).direct_compress is None
+
+
 def test_each_kind_and_a_dataset_level_default(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     ds = load_file(write(tmp_path, "mixed.yaml", """\
@@ -124,6 +131,8 @@ BAD = [
      "key tables[0].source"),
     ("bad interval", GOOD.replace("7 days", "a week or so"), "key tables[0].chunk_interval"),
     ("unknown kind", GOOD.replace("kind: sql", "kind: kafka"), "key tables[0].source.kind"),
+    ("bad direct_compress", GOOD.replace("description:", "direct_compress: sometimes\ndescription:"),
+     "key direct_compress"),
     ("not yaml", "name: [unclosed\n", "not valid YAML"),
     ("python callable missing", GOOD.replace("kind: sql", "kind: python").replace(
         "      conn_id: flights_source\n", "").replace("      query:", "      callable: nowhere.module:fn\n      x:"),
