@@ -97,7 +97,7 @@ demo: setup db-start .tidemark/airflow/.migrated
 	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 $(PY) -m tidemark.demo '$(DEMO_CONF)'
 
 # The worked example of "Load your own data": a YAML dataset over daily Parquet files, loaded by the same DAG.
-EXAMPLE_CONF ?= {"dataset": "weather", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-08T00:00:00+00:00", "batch_interval": "6 hours"}
+EXAMPLE_CONF ?= {"dataset": "weather", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-08T00:00:00+00:00", "batch_interval": "auto"}
 
 example: setup db-start .tidemark/airflow/.migrated
 	@test -d examples/weather/data || $(PY) examples/weather/generate.py

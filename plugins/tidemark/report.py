@@ -162,7 +162,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         f"{c['compressed_in_final_pass']} in the final pass"
         + (f"; {len(c['left_for_live_ingestion'])} left for live ingestion" if c["left_for_live_ingestion"] else ""),
         (f"  storage      {size['before_compression']:,} B before, {size['after_compression']:,} B after "
-         f"(ratio {size['ratio']}x)" if size["before_compression"] else "  storage")
+         f"(ratio {size['ratio']}x)" if size["before_compression"] else "  storage     ")
         + (f"{';' if size['before_compression'] else ''} {size.get('written_compressed', 0):,} B written straight "
            "into the columnstore" if size.get("written_compressed") else ""),
         f"  write mode   {report.get('write_mode', 'classic COPY')}",
