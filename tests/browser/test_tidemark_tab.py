@@ -1,6 +1,6 @@
 """The Tidemark tab in a real browser on a real Airflow: log in, trigger a backfill, watch it reach 100 %.
 
-Airflow (api-server, dag-processor, scheduler on SQLite, LocalExecutor) runs on free ports against an
+Airflow (api-server, dag-processor, scheduler, triggerer on a PostgreSQL metadata DB, LocalExecutor) runs on free ports against an
 embedded engine of the test's own, with the SimpleAuthManager asking for a password; Debian's
 chromium is driven by playwright-core (``tidemark_tab.mjs``). The page's numbers must equal what
 ``tidemark.runs`` recorded. The screenshot goes to the test's tmp dir, and to
@@ -23,12 +23,7 @@ import pytest
 from tidemark.connection import connect
 
 from tests.conftest import EmbeddedEngine
-from tests.scheduler.harness import (
-    AirflowDeployment,
-    deployment_env,
-    describe,
-    free_port,
-)
+from tests.scheduler.harness import AirflowDeployment, describe, postgres_cluster, scheduler_deployment
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -52,38 +47,33 @@ def _requirements() -> None:
 
 @pytest.fixture
 def airflow(private_engine: EmbeddedEngine, tmp_path: Path) -> Iterator[AirflowDeployment]:
+    """The project's real deployment (PostgreSQL metadata DB; api-server, dag-processor, scheduler, triggerer)."""
     private_engine.start()
     home = tmp_path / "airflow-home"
     home.mkdir()
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({"admin": PASSWORD}))
-    port = free_port()
-    env = deployment_env(home, dsn=private_engine.dsn, api_port=port, extra={
+    extra = {
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",  # a real login, as a user has
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
         "TIDEMARK_POKE_INTERVAL": "10",  # >= 10 s under a real scheduler (apache/airflow#71172)
         "TIDEMARK_RETRY_DELAY": "2",
-    })
-    dep = AirflowDeployment(home, env, port)
-    dep.cli("db", "migrate")
-    try:
-        dep.start("api-server", "api-server", "--port", str(port), "--host", "127.0.0.1")
-        dep.start("dag-processor", "dag-processor")
-        dep.start("scheduler", "scheduler")
-        dep.wait_for("the api-server", lambda: dep.http("GET", "/api/v2/monitor/health", auth=False)[0] == 200,
-                     timeout=90)
-        status, body = dep.http("POST", "/auth/token", {"username": "admin", "password": PASSWORD}, auth=False)
-        assert status in (200, 201), body
-        dep._token = body["access_token"]
-        yield dep
-    except BaseException:
-        print(f"\n===== Airflow process logs ({home}) =====\n{dep.logs_digest()}")
-        raise
-    finally:
-        dep.stop()
-        left = dep.leftovers()
-        assert not left, f"Airflow processes left running:\n{describe(left)}"
+        "TIDEMARK_DIRECT_COMPRESS": "off",  # classic COPY: the page's compression ratio is checked below
+    }
+    with postgres_cluster() as pg, scheduler_deployment(pg, private_engine.dsn, home=home, extra_env=extra) as dep:
+        try:
+            dep.wait_for("the api-server", lambda: dep.http("GET", "/api/v2/monitor/health", auth=False)[0] == 200,
+                         timeout=90)
+            status, body = dep.http("POST", "/auth/token", {"username": "admin", "password": PASSWORD}, auth=False)
+            assert status in (200, 201), body
+            dep._token = body["access_token"]
+            yield dep
+        except BaseException:
+            print(f"\n===== Airflow process logs ({home}) =====\n{dep.logs_digest()}")
+            raise
+    left = dep.leftovers()
+    assert not left, f"Airflow processes left running:\n{describe(left)}"
 
 
 def _status(url: str, headers: dict[str, str] | None = None) -> int:
