@@ -77,17 +77,21 @@ def _prefetched(pieces: Iterable[Any], depth: int = 2) -> Iterator[Any]:
     out: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def hand_over(item: Any) -> bool:
+        """Put ``item`` in the queue unless the consumer stopped first; True if it was put."""
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         it = iter(pieces)
         try:
             for piece in it:
-                while not stop.is_set():
-                    try:
-                        out.put(piece, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not hand_over(piece):
                     break
             item: Any = _DONE
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
@@ -96,12 +100,7 @@ def _prefetched(pieces: Iterable[Any], depth: int = 2) -> Iterator[Any]:
             close = getattr(it, "close", None)
             if close is not None:
                 close()  # a generator's finally blocks (cursors, files) run in the thread that ran it
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        hand_over(item)
 
     reader = threading.Thread(target=produce, name="tidemark-source-reader", daemon=True)
     reader.start()
