@@ -25,6 +25,7 @@ import bench_airflow  # noqa: E402
 import bench_insert  # noqa: E402
 import bench_progressive  # noqa: E402
 import bench_scaling  # noqa: E402
+import bench_sources  # noqa: E402
 import bench_speed  # noqa: E402
 import profile_loader  # noqa: E402
 
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "scaling": (bench_scaling.main, "4. scaling"),
     "profile": (profile_loader.main, "loader profile"),
     "speed": (bench_speed.main, "5. the whole DAG vs the engine's limit (S1, S2, S4)"),
+    "sources": (bench_sources.main, "6. each source kind vs bare COPY; a batch's memory at N and 10 N rows"),
 }
 
 
