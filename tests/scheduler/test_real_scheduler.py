@@ -238,8 +238,9 @@ def test_backfill_under_the_real_scheduler_is_concurrent_exact_and_compressed(
     failed_tries = [t for t in tries if t["state"] != "success"]
     mismatches = state_mismatches(dep, run_id)
     race_lines = [f"{m['task_id']}[{m['map_index']}] try {m['try_number']} at {m['dttm']}: {m['extra']}" for m in mismatches]
+    # The deployment is shared with the CLI rerun tests: only this run's lines count.
     race_lines += [ln for c in dep.components.values() for ln in tail(c.out, 100000).splitlines()
-                   + tail(c.err, 100000).splitlines() if RACE_71172.search(ln)]
+                   + tail(c.err, 100000).splitlines() if RACE_71172.search(ln) and run_id in ln]
     retried = [(t["task_id"], t["map_index"], t["try_number"]) for t in tis if t["try_number"] > 1]
 
     dr_start, dr_end = parse_time(run["start_date"]), parse_time(run["end_date"])
