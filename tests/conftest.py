@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from datetime import datetime
 from pathlib import Path
 
@@ -213,6 +214,28 @@ def airflow_conn(dsn: str, airflow_db: Path) -> Iterator[str]:
     """Point the tidemark_timescale Airflow connection at the test engine."""
     os.environ["AIRFLOW_CONN_TIDEMARK_TIMESCALE"] = dsn.split("?")[0]
     yield dsn
+
+
+def load_through_library(
+    dsn: str, req: Any, run_id: str, *, only: int | None = None, fail: Any = frozenset()
+) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, str], dict[int, dict[str, Any]]]:
+    """Plan, then the first ``only`` batches in order with a poke after each; batches in ``fail`` count as failed."""
+    from tidemark import backfill
+    from tidemark.connection import factory
+
+    connect_ = factory(dsn)
+    planned = backfill.plan_run(connect_, req, run_id)
+    summary, batches = planned["summary"], planned["batches"]
+    states: dict[int, str] = {}
+    results: dict[int, dict[str, Any]] = {}
+    for b in batches[:only]:
+        if b["index"] in fail:
+            states[b["index"]] = "failed"
+            continue
+        results[b["index"]] = backfill.insert_batch(connect_, summary, b)
+        states[b["index"]] = "success"
+        backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
+    return summary, batches, states, results
 
 
 PGCTL = REPO / "embedded" / "pgctl"

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from tests.conftest import load_through_library
 from tidemark import backfill, compressor
 from tidemark.connection import factory
 from tidemark.datasets import Dataset
@@ -26,19 +27,7 @@ def request(ds: Dataset, hours: int = 24, step: str = "3 hours", **kw: Any) -> b
 
 
 def run_all(dsn: str, ds: Dataset, run_id: str, fail: set[int] = frozenset()) -> tuple[dict, list, dict, dict]:
-    connect = factory(dsn)
-    planned = backfill.plan_run(connect, request(ds), run_id)
-    summary, batches = planned["summary"], planned["batches"]
-    states: dict[int, str] = {}
-    results: dict[int, dict] = {}
-    for b in batches:
-        if b["index"] in fail:
-            states[b["index"]] = "failed"
-            continue
-        results[b["index"]] = backfill.insert_batch(connect, summary, b)
-        states[b["index"]] = "success"
-        backfill.poke(connect, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-    return summary, batches, states, results
+    return load_through_library(dsn, request(ds), run_id, fail=fail)
 
 
 def test_full_flow_loads_verifies_and_compresses_progressively(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:

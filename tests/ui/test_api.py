@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from tests.conftest import load_through_library
 from tidemark import backfill, catchup, cursors, live
 from tidemark.connection import factory
 from tidemark.datasets import Dataset
@@ -114,19 +115,7 @@ def request(ds: Dataset, hours: int = 12) -> backfill.BackfillRequest:
 
 
 def load(dsn: str, ds: Dataset, key: str, *, only: int | None = None, fail: set[int] = frozenset()) -> tuple[dict, list, dict, dict]:
-    connect = factory(dsn)
-    planned = backfill.plan_run(connect, request(ds), key)
-    summary, batches = planned["summary"], planned["batches"]
-    states: dict[int, str] = {}
-    results: dict[int, dict] = {}
-    for b in batches[:only]:
-        if b["index"] in fail:
-            states[b["index"]] = "failed"
-            continue
-        results[b["index"]] = backfill.insert_batch(connect, summary, b)
-        states[b["index"]] = "success"
-        backfill.poke(connect, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-    return summary, batches, states, results
+    return load_through_library(dsn, request(ds), key, only=only, fail=fail)
 
 
 def get(client: Any, token: str, dag_run: str, dag_id: str = "tidemark_backfill") -> Any:
