@@ -115,6 +115,34 @@ def test_every_column_type_round_trips(dsn: str, conn: psycopg.Connection, path:
     assert got == [as_tuple(r, table) for r in rows]
 
 
+def test_arrow_timestamps_keep_every_microsecond_across_the_calendar(dsn: str, conn: psycopg.Connection) -> None:
+    """Arrow timestamps are rendered to text by numpy (tidemark.arrow_data.timestamp_text), not Arrow's writer.
+
+    Leap days, the last microsecond of a day, years below 1000 and instants
+    before 1970 are where a hand-rolled calendar goes wrong; a sliced array with
+    nulls is where its validity bitmap does.
+    """
+    edge = [datetime(1, 1, 1, tzinfo=UTC), datetime(999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+            datetime(1900, 2, 28, 12, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+            datetime(2000, 2, 29, tzinfo=UTC), datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+            datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)]
+    table = Hypertable("cal", "t", (Column("t", "timestamptz"), Column("at", "timestamptz", True),
+                                    Column("local", "timestamp", True)), timedelta(days=1), schema=unique("cal"))
+    n = 400
+    rows = [{"t": T0 + timedelta(seconds=k), "at": None if k % 9 == 0 else edge[k % len(edge)]
+             + timedelta(microseconds=37 * k if edge[k % len(edge)].year < 9999 else 0),
+             "local": None if k % 7 == 0 else (edge[k % len(edge)] - timedelta(days=k)).replace(tzinfo=None)}
+            for k in range(n)]
+    whole = pa.Table.from_pylist(rows, schema=pa.schema([("t", pa.timestamp("us", "UTC")),
+                                                         ("at", pa.timestamp("us", "UTC")),
+                                                         ("local", pa.timestamp("us"))]))
+    pieces = [whole.slice(0, 3), whole.slice(3, 200).combine_chunks(), whole.slice(203)]  # offsets into one buffer
+    ds = Dataset(unique("cal"), (table,), source=PythonSource(lambda s, e: pieces))
+    ensure_schema(conn, ds)
+    load_batch(factory(dsn), ds, Batch(0, T0, T0 + timedelta(days=1)), "cal")
+    assert read_back(conn, table) == [as_tuple(r, table) for r in rows]
+
+
 def test_pandas_nan_is_null_and_columns_match_by_name(dsn: str, conn: psycopg.Connection) -> None:
     import pandas as pd
 

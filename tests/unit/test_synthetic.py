@@ -212,6 +212,30 @@ def test_split_window_equals_concatenation(source: LedgerSource) -> None:
             assert pieces == whole[table]
 
 
+def test_record_batches_equal_rows_value_for_value(source: LedgerSource) -> None:
+    """The columnar generator (numpy, what the loader uses) against the tuple reference."""
+    import pyarrow as pa
+
+    rng = random.Random(11)
+    windows = [(EPOCH - timedelta(hours=1), EPOCH + timedelta(minutes=3)),  # before the epoch
+               (datetime(2021, 1, 1, 23, 40, tzinfo=UTC), datetime(2021, 1, 2, 1, 40, tzinfo=UTC))]  # period boundary
+    for _ in range(12):
+        start = EPOCH + timedelta(microseconds=rng.randrange(0, 10**15))
+        windows.append((start, start + timedelta(seconds=rng.randrange(0, 4 * 3600))))
+    types = {"ledgers": [pa.int64(), pa.string(), pa.int32(), pa.int32(), pa.int64()],
+             "transactions": [pa.int64(), pa.int32(), pa.string(), pa.string(), pa.int64(), pa.int32(), pa.bool_()],
+             "operations": [pa.int64(), pa.int32(), pa.int32(), pa.string(), pa.string(), pa.int64()]}
+    for start, end in windows:
+        for table in TABLES:
+            step = rng.choice([1, 7, 500, 4096])
+            batches = list(source.record_batches(table, start, end, ledgers_per_batch=step))
+            for b in batches:
+                assert b.schema.names == list(COLUMNS[table])
+                assert b.schema.types == [pa.timestamp("us", tz="UTC"), *types[table]]
+            got = [tuple(r.values()) for b in batches for r in b.to_pylist()]
+            assert got == list(source.rows(table, start, end)), (table, start, end, step)
+
+
 # -- shapes, types and internal consistency --------------------------------------
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
