@@ -12,7 +12,8 @@ Two encodings, one per kind of data:
   column is checked and rendered with one C-level pass per column
   (``map``/``set``/``join``), into COPY's text format;
 * Arrow data (Parquet, CSV files, pandas, pyarrow) is cast with Arrow's
-  kernels and written by Arrow's CSV writer into ``COPY ... (FORMAT csv)``:
+  kernels and written by Arrow into ``COPY ... (FORMAT binary)`` where every
+  column allows it, else by Arrow's CSV writer into ``COPY ... (FORMAT csv)``:
   no Python loop per value. Columns CSV cannot carry faithfully (bytea,
   intervals, arrays) send that piece down the row path instead.
 
@@ -54,18 +55,23 @@ class BadRow(TidemarkError):
 class Payload:
     """One COPY's worth of encoded rows for a table, spooled."""
 
-    format: str  # "text" or "csv"
+    format: str  # "text", "csv" or "binary"
     file: IO[bytes]
     rows: int = 0
     size: int = 0
 
     def chunks(self, size: int = 1024 * 1024) -> Iterator[bytes]:
+        """The COPY data; a binary payload's trailer is sent after it, so the spool stays appendable."""
         self.file.seek(0)
         while True:
             piece = self.file.read(size)
             if not piece:
-                return
+                break
             yield piece
+        if self.format == "binary":
+            from tidemark.arrow_data import BINARY_TRAILER
+
+            yield BINARY_TRAILER
 
     def close(self) -> None:
         self.file.close()
@@ -82,7 +88,13 @@ class TablePayloads:
 
     def spool(self, fmt: str) -> Payload:
         if fmt not in self.parts:
-            self.parts[fmt] = Payload(fmt, tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b"))
+            payload = Payload(fmt, tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, mode="w+b"))
+            if fmt == "binary":
+                from tidemark.arrow_data import BINARY_HEADER
+
+                payload.file.write(BINARY_HEADER)
+                payload.size = len(BINARY_HEADER)
+            self.parts[fmt] = payload
         return self.parts[fmt]
 
     def close(self) -> None:
@@ -340,14 +352,20 @@ class TableEncoder:
         self._missing(batch.schema.names, origin)
         self._extra(batch.schema.names, origin)
         prepared = arrow_data.prepare(self, batch, origin)
-        if prepared is None:  # a column CSV cannot carry: take the row path for this piece
+        fmt = None if prepared is None else arrow_data.copy_format(prepared, self.kinds)
+        if prepared is None or fmt is None:  # a column neither binary COPY nor CSV carries: the row path
             rows = batch.select(list(self.names)).to_pylist()
             if rows:
                 self._add_dicts(rows, origin)
             return
-        spool = self.out.spool("csv")
-        before = spool.file.tell()
-        arrow_data.write_csv(prepared, spool.file)
+        if fmt == "binary":
+            spool = self.out.spool("binary")
+            before = spool.file.tell()
+            arrow_data.write_binary(prepared, self.kinds, spool.file)
+        else:
+            spool = self.out.spool("csv")
+            before = spool.file.tell()
+            arrow_data.write_csv(prepared, spool.file)
         spool.size += spool.file.tell() - before
         spool.rows += prepared.num_rows
         self._row_number += prepared.num_rows

@@ -133,7 +133,7 @@ def staged_window(dataset: Dataset, batch: Batch) -> Iterator[Staged]:
 
 def _copy_statement(target: sql.Composable, table: Hypertable, fmt: str) -> sql.Composed:
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names)
-    options = sql.SQL(" (FORMAT csv)") if fmt == "csv" else sql.SQL("")
+    options = sql.SQL(" (FORMAT {})").format(sql.SQL(fmt)) if fmt in ("csv", "binary") else sql.SQL("")
     return sql.SQL("COPY {} ({}) FROM STDIN{}").format(target, cols, options)
 
 

@@ -22,9 +22,9 @@ from tidemark.connection import connect, factory
 from tidemark.datasets import Column, Dataset, Hypertable
 from tidemark.encoding import BadRow
 from tidemark.errors import InvalidInput
-from tidemark.loader import ValueRefused, load_batch
+from tidemark.loader import ValueRefused, load_batch, staged_window
 from tidemark.planner import Batch
-from tidemark.schema import ensure_schema, table_ident
+from tidemark.schema import ensure_schema, resolve, table_ident
 from tidemark.sources import FilesSource, PythonSource, SqlSource
 from tidemark.verifier import source_counts
 
@@ -90,10 +90,19 @@ def unique(prefix: str) -> str:
 # --------------------------------------------------------------------------- every type, both encodings
 
 
-@pytest.mark.parametrize("path", ["rows", "arrow", "arrow_with_lists_and_bytes"])
+BINARY_COPYABLE = ("t", "i2", "i4", "i8", "f4", "f8", "txt", "vc", "flag", "day", "local", "at", "span", "id")
+# Numeric and JSON text take CSV; raw uuids and durations binary COPY; with both, and with bytea/arrays, rows.
+FORMATS = {"rows": {"text"}, "arrow": {"csv"}, "arrow_with_lists_and_bytes": {"text"}, "arrow_binary": {"binary"},
+           "arrow_mixed": {"text"}}
+
+
+@pytest.mark.parametrize("path", ["rows", "arrow", "arrow_with_lists_and_bytes", "arrow_binary", "arrow_mixed"])
 def test_every_column_type_round_trips(dsn: str, conn: psycopg.Connection, path: str) -> None:
-    """Rows take the text encoder; Arrow the CSV writer, except pieces with bytea/array columns (row path)."""
-    columns = ALL_TYPES if path != "arrow" else tuple(c for c in ALL_TYPES if c.name not in ("raw", "tags", "nums"))
+    """Rows take the text encoder; Arrow binary COPY where every column allows it, else the CSV writer,
+    except pieces with bytea/array columns (row path)."""
+    columns = {"arrow": tuple(c for c in ALL_TYPES if c.name not in ("raw", "tags", "nums", "span", "id")),
+               "arrow_binary": tuple(c for c in ALL_TYPES if c.name in BINARY_COPYABLE),
+               "arrow_mixed": tuple(c for c in ALL_TYPES if c.name not in ("raw", "tags", "nums"))}.get(path, ALL_TYPES)
     table = Hypertable("typed", "t", columns, timedelta(days=1), schema=unique("types"))
     rows = [typed_row(k) for k in range(40)] + [null_row(40)]
 
@@ -109,6 +118,8 @@ def test_every_column_type_round_trips(dsn: str, conn: psycopg.Connection, path:
 
     ds = Dataset(unique("typed"), (table,), source=PythonSource(fetch))
     ensure_schema(conn, ds)
+    with staged_window(resolve(conn, ds), Batch(0, T0, T0 + timedelta(days=1))) as staged:
+        assert set(staged["typed"].parts) == FORMATS[path]
     result = load_batch(factory(dsn), ds, Batch(0, T0, T0 + timedelta(days=1)), "types")
     assert result.rows == {"typed": len(rows)}
     got = read_back(conn, table)
@@ -167,6 +178,8 @@ def test_pandas_nan_is_null_and_columns_match_by_name(dsn: str, conn: psycopg.Co
         ({"t": T0, "n": "abc"}, "column 'n'"),  # a str in an integer column (row path)
         (pa.table({"t": pa.array([T0], pa.timestamp("us", "UTC")), "n": ["abc"], "vc": ["x"]}), "'abc'"),  # Arrow cast
         ({"t": T0, "n": 1, "vc": "far too long"}, "too long"),  # the server's check, named
+        (pa.table({"t": pa.array([T0], pa.timestamp("us", "UTC")), "n": pa.array([1], pa.int64()),
+                   "vc": ["far too long"]}), "too long"),  # the server's check on binary COPY
         ({"t": T0}, "has no column 'n'"),
     ],
 )
