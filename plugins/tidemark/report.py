@@ -17,6 +17,7 @@ from tidemark.compressor import Chunk
 from tidemark.connection import one
 from tidemark.datasets import Dataset
 from tidemark.payloads import BatchResultPayload, RefreshedAggregate, ReloadedWindow, Report, Summary
+from tidemark.schema import regclass_text
 from tidemark.timeparse import parse_instant
 
 
@@ -112,23 +113,32 @@ def build_report(
 
 
 def _sizes(conn: psycopg.Connection, ds: Dataset, start: datetime, end: datetime) -> tuple[int, int, int, int, int]:
+    """(bytes before compression, after, chunks, compressed chunks, bytes written compressed) over the window.
+
+    The size functions are called once per hypertable, with a constant
+    argument: joined to the chunks view per row they ran once per chunk (0.7 s
+    for the demo's 48 chunks on the embedded engine).
+    """
     before = after = chunks = compressed = direct = 0
     for table in ds.tables:
+        regclass = regclass_text(conn, table)
         rows = conn.execute(
-            "SELECT s.before_compression_total_bytes, s.after_compression_total_bytes, c.is_compressed, d.total_bytes"
+            "SELECT c.chunk_name, c.is_compressed, s.before_compression_total_bytes, s.after_compression_total_bytes"
             " FROM timescaledb_information.chunks c"
-            " LEFT JOIN chunk_compression_stats(format('%%I.%%I', c.hypertable_schema, c.hypertable_name)::regclass) s"
+            " LEFT JOIN chunk_compression_stats(%s::regclass) s"
             "   ON s.chunk_schema = c.chunk_schema AND s.chunk_name = c.chunk_name"
-            " LEFT JOIN chunks_detailed_size(format('%%I.%%I', c.hypertable_schema, c.hypertable_name)::regclass) d"
-            "   ON d.chunk_schema = c.chunk_schema AND d.chunk_name = c.chunk_name"
             " WHERE c.hypertable_schema = %s AND c.hypertable_name = %s AND c.range_end > %s AND c.range_start < %s",
-            (table.schema, table.name, start, end),
+            (regclass, table.schema, table.name, start, end),
         ).fetchall()
-        for b, a, is_compressed, total in rows:
+        # Written compressed by direct COPY: TimescaleDB keeps no before/after stats, only the size.
+        written = {name for name, is_compressed, b, _ in rows if is_compressed and b is None}
+        if written:
+            totals: dict[str, int | None] = dict(conn.execute(
+                "SELECT chunk_name, total_bytes FROM chunks_detailed_size(%s::regclass)", (regclass,)).fetchall())
+            direct += sum(int(totals.get(name) or 0) for name in written)
+        for _, is_compressed, b, a in rows:
             chunks += 1
             compressed += 1 if is_compressed else 0
-            if is_compressed and b is None:  # written compressed by direct COPY: TimescaleDB keeps no stats
-                direct += int(total or 0)
             before += int(b or 0)
             after += int(a or 0)
     return before, after, chunks, compressed, direct
