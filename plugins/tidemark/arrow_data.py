@@ -43,6 +43,46 @@ _TARGETS = {
 _TEXT_PARSED = {"numeric", "uuid", "json", "jsonb", "interval"}
 
 
+def available() -> bool:
+    """Whether pyarrow and numpy are installed (``tidemark[parquet]``): the binary COPY path needs both."""
+    try:
+        import numpy  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# PostgreSQL base type -> Arrow type a checked Python value of it converts to without loss.
+_FROM_ROWS = {
+    "smallint": "int16",
+    "integer": "int32",
+    "bigint": "int64",
+    "double precision": "float64",
+    "boolean": "bool_",
+    "date": "date32",
+    "text": "string",
+    "character varying": "string",
+}
+
+
+def from_rows(columns: Any, kinds: Any, names: Any) -> Any | None:
+    """Checked row values (one list per column) as a record batch; None if one is beyond its Arrow type."""
+    import pyarrow as pa
+
+    arrays = []
+    for values, kind in zip(columns, kinds):
+        if kind.base.startswith("timestamp"):
+            target = pa.timestamp("us", tz="UTC" if kind.base == "timestamp with time zone" else None)
+        else:
+            target = getattr(pa, _FROM_ROWS[kind.base])()
+        try:
+            arrays.append(pa.array(values, type=target))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            return None
+    return pa.RecordBatch.from_arrays(arrays, names=list(names))
+
+
 def is_columnar(data: Any) -> bool:
     module = type(data).__module__
     if module.startswith("pyarrow"):
