@@ -115,8 +115,8 @@ def run_loader_parallel(dsn: str, ds: Any, batches: list[Batch], run_id: str, wo
 
 
 def encode(ds: Any, table: Any, rows: list[Any], b: Batch) -> tuple[bytes, int]:
-    """COPY text for the rows, by the loader's own encoder."""
-    enc = TableEncoder(ds.name, table, b.start, b.end)
+    """COPY text for the rows, by the loader's own encoder (text, as ``psql \\copy`` sends: no binary COPY)."""
+    enc = TableEncoder(ds.name, table, b.start, b.end, binary=False)
     enc.add(rows)
     payloads = enc.finish()
     text = b"".join(b"".join(p.chunks()) for p in payloads.parts.values())

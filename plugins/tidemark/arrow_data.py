@@ -221,7 +221,7 @@ def _binary_how(values: Any, kind: Any) -> str | None:
     return _BINARY.get(kind.base)
 
 
-def copy_format(batch: Any, kinds: Any) -> str | None:
+def copy_format(batch: Any, kinds: Any, *, binary: bool = True) -> str | None:
     """``binary`` or ``csv`` for a prepared piece; None when it holds values only binary COPY or rows carry.
 
     Raw uuids and durations have no CSV rendering here; with a numeric or a
@@ -230,7 +230,7 @@ def copy_format(batch: Any, kinds: Any) -> str | None:
     import pyarrow as pa
 
     hows = [_binary_how(v, k) for v, k in zip(batch.columns, kinds)]
-    if all(hows):
+    if binary and all(hows):
         return "binary"
     if any(_uuid_bytes(v.type) or pa.types.is_duration(v.type) for v in batch.columns):
         return None

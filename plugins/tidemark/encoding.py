@@ -166,7 +166,9 @@ _ROWS_AS_BINARY = frozenset({
 class TableEncoder:
     """Encodes every piece of one batch window for one table into its payloads."""
 
-    def __init__(self, dataset: str, table: Hypertable, start: datetime, end: datetime) -> None:
+    def __init__(self, dataset: str, table: Hypertable, start: datetime, end: datetime, *, binary: bool = True) -> None:
+        """``binary=False`` keeps to COPY text and CSV, what ``psql \\copy`` sends (the benchmarks' bare COPY)."""
+        self.binary = binary
         self.dataset = dataset
         self.table = table
         self.start = start
@@ -278,7 +280,7 @@ class TableEncoder:
         checked = [(values, self._check_column(i, values, originals, origin))
                    for i, values in enumerate(map(list, columns))]
         if self._rows_as_binary is None:
-            self._rows_as_binary = (all(not k.array and k.base in _ROWS_AS_BINARY for k in self.kinds)
+            self._rows_as_binary = (self.binary and all(not k.array and k.base in _ROWS_AS_BINARY for k in self.kinds)
                                     and arrow_data.available())
         if self._rows_as_binary:
             batch = arrow_data.from_rows([values for values, _ in checked], self.kinds, self.names)
@@ -389,7 +391,7 @@ class TableEncoder:
         self._missing(batch.schema.names, origin)
         self._extra(batch.schema.names, origin)
         prepared = arrow_data.prepare(self, batch, origin)
-        fmt = None if prepared is None else arrow_data.copy_format(prepared, self.kinds)
+        fmt = None if prepared is None else arrow_data.copy_format(prepared, self.kinds, binary=self.binary)
         if prepared is None or fmt is None:  # a column neither binary COPY nor CSV carries: the row path
             rows = batch.select(list(self.names)).to_pylist()
             if rows:
