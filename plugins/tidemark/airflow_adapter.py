@@ -6,7 +6,9 @@ a DAG file can be imported without a database or an Airflow connection.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -334,3 +336,28 @@ def use_dags_folder(folder: Path) -> None:
 
     catalog.add_search_dir(folder / "datasets")
     access.set_openers(connections=connection_factory, filesystems=_object_storage)
+    _skip_collections_at_exit()
+
+
+_exit_hook_registered = False
+
+
+def _skip_collections_at_exit() -> None:
+    """Spare the process that parsed the DAGs CPython's garbage collection passes at interpreter exit.
+
+    Tearing the interpreter down, CPython runs full cyclic collections over
+    every object still alive; in a process that imported Airflow and ran
+    tasks (``airflow dags test``: the execution API's FastAPI app and its
+    pydantic schemas, ~700,000 objects) that took 1.4-1.6 s after the last
+    task, a tenth of the whole command. Freezing the heap in an atexit hook
+    moves those objects out of the collector's reach; the operating system
+    frees them with the process. Every atexit handler still runs (logging
+    flush, ORM dispose, the execution API's loop shutdown), and so does
+    reference-count deallocation; only finalizers of objects caught in
+    reference cycles at shutdown do not run, which CPython does not promise
+    anyway.
+    """
+    global _exit_hook_registered
+    if not _exit_hook_registered:
+        _exit_hook_registered = True
+        atexit.register(gc.freeze)
