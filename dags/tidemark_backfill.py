@@ -122,19 +122,22 @@ def tidemark_backfill() -> None:
     def insert_batch(batch: BatchPayload, summary: Summary) -> BatchResultPayload:
         batch, summary = payloads.check_batch(batch), payloads.check_summary(summary)
         af.set_map_label(Batch.from_dict(batch).label)
-        states = af.mapped_states("insert_batch")
+        connect = af.connection_factory()  # one Airflow connection lookup for the check and the load
         reason = backfill.wait_reason(
-            af.connection_factory(),
+            connect,
             summary,
             batch,
             max_ahead=MAX_BATCHES_AHEAD,
-            sibling_failed=bool(backfill.failed_batches(states, summary["planned_batches"])),
+            # Asked only if the batch would wait: one execution-API call saved per batch that loads at once.
+            sibling_failed=lambda: bool(
+                backfill.failed_batches(af.mapped_states("insert_batch"), summary["planned_batches"])
+            ),
             stale_after=timedelta(seconds=max(60.0, 6 * POKE_INTERVAL)),
         )
         if reason:
             log.info(reason)
             af.reschedule(af.dag_test_wait(WAIT_INTERVAL))
-        return backfill.insert_batch(af.connection_factory(), summary, batch)
+        return backfill.insert_batch(connect, summary, batch)
 
     @task(task_display_name="Finalize: verify, compress, report", trigger_rule="all_done", multiple_outputs=True)
     def finalize() -> Report | Summary:
@@ -143,15 +146,15 @@ def tidemark_backfill() -> None:
             raise AirflowFailException("plan did not finish: nothing was loaded; see the plan task's log")
         planned = payloads.check_summary(pulled)
         batches = [payloads.check_batch(b) for b in af.pull("plan") or []]
-        states = af.mapped_states("insert_batch")
+        found = af.run_states(["insert_batch", "progressive_recompress"])  # one API call for both
         try:
             report = backfill.finalize(
                 af.connection_factory(),
                 planned,
                 batches,
-                states,
+                af.mapped_states("insert_batch", found),
                 af.mapped_results("insert_batch", range(len(batches))),
-                upstream_ok=af.task_state("progressive_recompress") in ("success", "skipped", None),
+                upstream_ok=af.task_state("progressive_recompress", found) in ("success", "skipped", None),
             )
         except backfill.RunFailed as exc:
             raise AirflowFailException(str(exc)) from None

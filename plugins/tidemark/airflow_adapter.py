@@ -253,22 +253,33 @@ def dag_test_wait(seconds: float, cap: float = 1.0) -> float:
     return min(seconds, cap) if in_dag_test() else seconds
 
 
-def mapped_states(task_id: str) -> dict[int, str | None]:
-    """States of the mapped instances of ``task_id`` in this run, by map index (one API call)."""
+def run_states(task_ids: Iterable[str]) -> dict[str, Any]:
+    """States of these tasks' instances in this run, keyed ``task_id`` or ``task_id_<map index>`` (one API call).
+
+    For a caller that needs several tasks' states: pass the result to
+    ``mapped_states`` / ``task_state`` instead of asking once per task.
+    """
     ti = _ti()
-    found = ti.get_task_states(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id])
+    found = ti.get_task_states(dag_id=ti.dag_id, task_ids=list(task_ids), run_ids=[ti.run_id])
+    return dict(found.get(ti.run_id, {}))
+
+
+def mapped_states(task_id: str, found: dict[str, Any] | None = None) -> dict[int, str | None]:
+    """States of the mapped instances of ``task_id`` in this run, by map index (one API call unless ``found``)."""
+    if found is None:
+        found = run_states([task_id])
     prefix = f"{task_id}_"
     out: dict[int, str | None] = {}
-    for key, state in found.get(ti.run_id, {}).items():
+    for key, state in found.items():
         if key.startswith(prefix) and key[len(prefix):].isdigit():
             out[int(key[len(prefix):])] = _state_text(state)
     return out
 
 
-def task_state(task_id: str) -> str | None:
-    ti = _ti()
-    found = ti.get_task_states(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id])
-    return _state_text(found.get(ti.run_id, {}).get(task_id))
+def task_state(task_id: str, found: dict[str, Any] | None = None) -> str | None:
+    if found is None:
+        found = run_states([task_id])
+    return _state_text(found.get(task_id))
 
 
 def mapped_results(task_id: str, indexes: Iterable[int]) -> dict[int, Any]:

@@ -211,7 +211,7 @@ def wait_reason(
     batch: BatchPayload,
     *,
     max_ahead: int,
-    sibling_failed: bool,
+    sibling_failed: bool | Callable[[], bool],
     stale_after: timedelta,
 ) -> str | None:
     """Why this batch should wait before loading, or None to load now.
@@ -222,9 +222,11 @@ def wait_reason(
     batches in. Never waits when waiting cannot help or is not needed: every
     table is written straight into the columnstore (there is no uncompressed
     backlog), a sibling batch failed (the watermark will not pass it), or no
-    batch of the run has committed for ``stale_after``.
+    batch of the run has committed for ``stale_after``. ``sibling_failed`` may
+    be a callable: it is asked only when the batch would otherwise wait, so a
+    batch that loads at once spends no execution-API call on its siblings.
     """
-    if max_ahead <= 0 or sibling_failed or summary.get("dry_run"):
+    if max_ahead <= 0 or summary.get("dry_run") or (isinstance(sibling_failed, bool) and sibling_failed):
         return None
     ds = datasets.get(summary["dataset"])
     if _all_direct(summary, ds):
@@ -238,6 +240,8 @@ def wait_reason(
     if ahead < max_ahead:
         return None
     if last_commit is not None and now - last_commit > stale_after:
+        return None
+    if callable(sibling_failed) and sibling_failed():
         return None
     return (
         f"batch {b.index} waits: it starts {ahead} batches beyond the committed prefix ({mark.isoformat()}) and at "
