@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 import psycopg
@@ -56,3 +57,31 @@ def test_direct_batches_leave_every_chunk_compressed_and_backpressure_off(
     assert report["rows_in_window"] == registered_dataset.source.expected_counts(  # type: ignore[union-attr]
         registered_dataset.tables, START, START + timedelta(hours=48))
     assert report["chunks"]["compressed_in_final_pass"] == 0  # nothing recompressed: one write per chunk
+
+
+def test_classic_batches_far_ahead_wait_and_sibling_states_are_asked_only_then(
+    dsn: str, registered_dataset: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(columnstore.ENV, "off")
+    connect = factory(dsn)
+    request = backfill.BackfillRequest.from_params({
+        "dataset": registered_dataset.name, "start": START.isoformat(),
+        "end": (START + timedelta(hours=12)).isoformat(), "batch_interval": "3 hours"})
+    planned = backfill.plan_run(connect, request, "classic-wait-1")
+    summary, batches = planned["summary"], planned["batches"]
+    assert not summary["direct_compress"] and len(batches) == 4
+    asked: list[int] = []
+
+    def siblings(failed: bool) -> Callable[[], bool]:
+        def ask() -> bool:
+            asked.append(1)
+            return failed
+        return ask
+
+    def reason(batch: int, failed: bool) -> str | None:
+        return backfill.wait_reason(connect, summary, batches[batch], max_ahead=2, sibling_failed=siblings(failed),
+                                    stale_after=timedelta(minutes=1))
+
+    assert reason(1, failed=False) is None and not asked  # within max_ahead of the prefix: loads, no API call
+    assert reason(3, failed=False) and len(asked) == 1  # 3 batches beyond the (empty) prefix: waits
+    assert reason(3, failed=True) is None and len(asked) == 2  # a sibling failed: waiting cannot help
