@@ -104,6 +104,7 @@ def fail_fast(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from airflow.sdk.exceptions import AirflowFailException
 
+        _freeze_before_task()
         try:
             return func(*args, **kwargs)
         except InvalidInput as exc:
@@ -348,9 +349,46 @@ def use_dags_folder(folder: Path) -> None:
     catalog.add_search_dir(folder / "datasets")
     access.set_openers(connections=connection_factory, filesystems=_object_storage)
     _skip_collections_at_exit()
+    _freeze_if_parsed_to_run()
 
 
 _exit_hook_registered = False
+
+
+def _freeze_if_parsed_to_run() -> None:
+    """Keep the garbage collector off the heap a process built before it runs a task of this DAG.
+
+    Airflow sets the parsing context's ``dag_id`` only in processes that
+    parse the DAG folder in order to run one DAG and then end: a task
+    runner (which leaves with ``os._exit``) and the CLI (``airflow dags
+    test``, ``tasks test``). By then such a process holds Airflow's whole
+    import graph (~400,000 objects, nearly all of it alive until exit), and
+    every full collection after that re-traversed it: under ``dags test``
+    six of them, 0.12-0.38 s each, 1.4 s in all. Frozen, they traverse only
+    what was allocated since. A dag-processor child, the scheduler, the
+    triggerer or a test session parses without that context and is left
+    alone.
+    """
+    global _parsed_to_run
+    from airflow.sdk import get_parsing_context
+
+    if get_parsing_context().dag_id is not None:
+        _parsed_to_run = True
+        gc.freeze()
+
+
+_parsed_to_run = False
+
+
+def _freeze_before_task() -> None:
+    """In such a process, freeze again as a task starts: Airflow's own start of the task is behind it too.
+
+    Under ``dags test`` the first task builds the in-process execution API
+    (~300,000 objects) before its callable runs; the batches' collections
+    then skip those as well.
+    """
+    if _parsed_to_run:
+        gc.freeze()
 
 
 def _skip_collections_at_exit() -> None:

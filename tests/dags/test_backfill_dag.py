@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,24 @@ def report_of(conn: psycopg.Connection, ds: Dataset) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- integrity
+
+
+def test_the_heap_is_frozen_only_where_airflow_parses_to_run_one_dag(airflow_db: Path) -> None:
+    """A task runner / ``dags test`` (parsing context set) freezes the GC heap; other parsers are left alone."""
+    probe = ("import atexit, gc, runpy, sys; atexit.register(lambda: print(gc.get_freeze_count()));"  # after ours
+             " runpy.run_path(sys.argv[1]); print(gc.get_freeze_count())")
+    found = {}
+    for context in (None, DAG_FILE.stem):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("_AIRFLOW_PARSING_CONTEXT")}
+        env["PYTHONPATH"] = str(DAG_FILE.parents[1] / "plugins")
+        if context:
+            env["_AIRFLOW_PARSING_CONTEXT_DAG_ID"] = context
+        done = subprocess.run([sys.executable, "-c", probe, str(DAG_FILE)], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        found[context] = [int(n) for n in done.stdout.split()[-2:]]  # after the parse, at exit
+    assert found[None][0] == 0 and found[None][1] > 100_000  # a plain parse: frozen only at exit
+    assert found[DAG_FILE.stem][0] > 100_000  # parsed to run: Airflow's import graph frozen at once
 
 
 def test_dag_imports_without_database_or_connection(airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
