@@ -10,7 +10,8 @@ apache/airflow#71172 under a scheduler with short poke intervals.
 
 Under ``airflow dags test`` / ``dag.test()`` a trigger runs inline, blocking
 the only worker while the batches it waits for cannot run, so there the
-sensor reschedules instead, every second (no scheduler, no race).
+sensor reschedules instead (no scheduler, no race): due again at once while
+the batches left are about to run, else after a second.
 ``TIDEMARK_SENSOR_DEFERRABLE=false`` forces rescheduling everywhere, e.g. for
 a deployment without a triggerer.
 """
@@ -32,6 +33,24 @@ from tidemark import backfill, payloads
 # Task states after which a batch will not change without a human (or a retry that is not pending).
 SETTLED = frozenset({"success", "failed", "upstream_failed", "removed", "skipped"})
 DAG_TEST_POKE_SECONDS = 1.0
+# Under dags test: states whose batches run in dag.test's next pass over the run, without any delay.
+_RUN_NEXT = frozenset({None, "none", "scheduled", "queued"})
+
+
+def dag_test_poke_seconds(states: dict[int, str | None], expected: int) -> float:
+    """How long the sensor waits under ``dags test`` before it pokes again.
+
+    dag.test runs, pass after pass, every task that is due when the pass
+    starts, and sleeps a whole second when none is. While the batches left
+    are all about to run (scheduled, nothing delays them), the sensor is due
+    at once: it then pokes again right after them in the next pass instead of
+    being not yet due when they are done (an idle second of the whole run).
+    A batch waiting out a reschedule or a retry delay keeps the one-second
+    wait, so the sensor does not poke over and over meanwhile; so does a
+    watermark that is short with every batch settled.
+    """
+    pending = [states.get(i) for i in range(expected) if states.get(i) not in SETTLED]
+    return 0.0 if pending and all(s in _RUN_NEXT for s in pending) else DAG_TEST_POKE_SECONDS
 
 
 class BatchesSettledTrigger(BaseTrigger):
@@ -94,8 +113,6 @@ class ProgressiveRecompressSensor(BaseSensorOperator):
         # Resumed by the trigger with every batch settled: if the watermark is still short, the next
         # wait is a reschedule, not another deferral that would fire at once.
         self._settled = bool(isinstance(event, dict) and event.get("settled"))
-        if af.in_dag_test():
-            self.poke_interval = min(float(self.poke_interval), DAG_TEST_POKE_SECONDS)
         return super().execute(context)
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
@@ -104,8 +121,9 @@ class ProgressiveRecompressSensor(BaseSensorOperator):
         if summary.get("dry_run") or not batches:
             return PokeReturnValue(is_done=True)
         batches = [payloads.check_batch(b) for b in batches]
+        states = af.mapped_states("insert_batch")
         outcome = backfill.poke(
-            af.connection_factory(), summary, batches, af.mapped_states("insert_batch"),
+            af.connection_factory(), summary, batches, states,
             lambda indexes: af.mapped_results("insert_batch", indexes),
         )
         self.log.info(outcome.line())
@@ -113,7 +131,9 @@ class ProgressiveRecompressSensor(BaseSensorOperator):
             raise AirflowFailException(backfill.failure_message(summary, outcome.failed, batches))
         if outcome.done:
             return PokeReturnValue(is_done=True)
-        if self.deferrable and not self._settled and not af.in_dag_test():
+        if af.in_dag_test():
+            self.poke_interval = dag_test_poke_seconds(states, len(batches))  # read by the reschedule below
+        elif self.deferrable and not self._settled:
             ti = context["ti"]
             self.log.info("waiting in the triggerer until every batch has settled")
             self.defer(
