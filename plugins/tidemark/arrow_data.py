@@ -237,8 +237,16 @@ def copy_format(batch: Any, kinds: Any, *, binary: bool = True) -> str | None:
     return "csv"
 
 
+BINARY_SLICE_ROWS = 16_384  # framed a slice at a time: the per-column temporaries stay a few MiB
+
+
 def write_binary(batch: Any, kinds: Any, sink: IO[bytes]) -> None:
     """The piece's tuples in COPY's binary format (no header or trailer: the payload adds them once)."""
+    for start in range(0, batch.num_rows, BINARY_SLICE_ROWS):
+        _write_binary_slice(batch.slice(start, BINARY_SLICE_ROWS), kinds, sink)
+
+
+def _write_binary_slice(batch: Any, kinds: Any, sink: IO[bytes]) -> None:
     import numpy as np
 
     n = batch.num_rows
