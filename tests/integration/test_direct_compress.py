@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import psycopg
 import pytest
@@ -34,16 +35,21 @@ def test_auto_is_direct_for_plain_tables_and_classic_once_one_has_a_unique_index
     assert columnstore.resolve(conn, dataset) == ["transactions", "operations"]
 
 
+def plan(connect: Any, ds: Dataset, hours: int, interval: str, run_id: str) -> tuple[Any, list[Any]]:
+    """Plan [START, START + hours) of the dataset: (summary, batches)."""
+    request = backfill.BackfillRequest.from_params({
+        "dataset": ds.name, "start": START.isoformat(),
+        "end": (START + timedelta(hours=hours)).isoformat(), "batch_interval": interval})
+    planned = backfill.plan_run(connect, request, run_id)
+    return planned["summary"], planned["batches"]
+
+
 def test_direct_batches_leave_every_chunk_compressed_and_backpressure_off(
     dsn: str, conn: psycopg.Connection, registered_dataset: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(columnstore.ENV, raising=False)
     connect = factory(dsn)
-    request = backfill.BackfillRequest.from_params({
-        "dataset": registered_dataset.name, "start": START.isoformat(),
-        "end": (START + timedelta(hours=48)).isoformat(), "batch_interval": "auto"})
-    planned = backfill.plan_run(connect, request, "direct-1")
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = plan(connect, registered_dataset, 48, "auto", "direct-1")
     assert summary["direct_compress"] and not summary["recompress_unordered"]
     # The last batch first: with classic COPY it would wait; here nothing is uncompressed, so it never does.
     assert backfill.wait_reason(connect, summary, batches[-1], max_ahead=1, sibling_failed=False,
@@ -64,11 +70,7 @@ def test_classic_batches_far_ahead_wait_and_sibling_states_are_asked_only_then(
 ) -> None:
     monkeypatch.setenv(columnstore.ENV, "off")
     connect = factory(dsn)
-    request = backfill.BackfillRequest.from_params({
-        "dataset": registered_dataset.name, "start": START.isoformat(),
-        "end": (START + timedelta(hours=12)).isoformat(), "batch_interval": "3 hours"})
-    planned = backfill.plan_run(connect, request, "classic-wait-1")
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = plan(connect, registered_dataset, 12, "3 hours", "classic-wait-1")
     assert not summary["direct_compress"] and len(batches) == 4
     asked: list[int] = []
 
