@@ -336,7 +336,7 @@ class LedgerSource:
         """The rows of ``rows(table, start, end)`` as Arrow record batches, equal value for value.
 
         Each batch covers ``ledgers_per_batch`` ledgers. Needs numpy and pyarrow
-        (``tidemark[parquet]``); ``columnar_available()`` says whether they are there.
+        (``tidemark[parquet]``); ``tidemark.arrow_data.available()`` says whether they are there.
         """
         if table not in TABLES:
             raise KeyError(f"unknown table {table!r}; LedgerSource has tables {', '.join(TABLES)}")
@@ -444,16 +444,6 @@ class LedgerSource:
                 seen.add(account)
                 accounts.append(account)
         return tuple(accounts)
-
-
-def columnar_available() -> bool:
-    """Whether numpy and pyarrow are installed, i.e. ``LedgerSource.record_batches`` works."""
-    try:
-        import numpy  # noqa: F401
-        import pyarrow  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class _Expanded(NamedTuple):
@@ -613,7 +603,9 @@ class SyntheticLedgers:
         return self._stream
 
     def read(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> Iterator[tuple[str, Any]]:
-        if not columnar_available():  # tuples: the same rows, only slower to encode
+        from tidemark import arrow_data
+
+        if not arrow_data.available():  # tuples: the same rows, only slower to encode
             for table in tables:
                 yield table.name, self.stream.rows(table.name, start, end)
             return
