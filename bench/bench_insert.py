@@ -2,7 +2,7 @@
 
 The same synthetic rows (N batch windows of the ``ledgers`` dataset) are loaded
 
-  (a) by the backfill's loader, ``tidemark.loader.load_batch``, batch after batch
+  (a) by the backfill's loader, ``tidemark.load.loader.load_batch``, batch after batch
       (encode + validate, then one transaction: DELETE window, COPY per table,
       ledger row, asynchronous commit);
   (b) by a bare ``COPY`` of pre-generated, pre-encoded rows: one transaction per
@@ -38,12 +38,14 @@ from common import (  # noqa: E402
 
 from psycopg import sql  # noqa: E402
 
-from tidemark import datasets  # noqa: E402
+
+from tidemark.declare import catalog  # noqa: E402
 from tidemark.connection import factory  # noqa: E402
-from tidemark.encoding import TableEncoder  # noqa: E402
-from tidemark.loader import BatchResult, load_batch  # noqa: E402
-from tidemark.planner import Batch, plan_batches  # noqa: E402
-from tidemark.schema import table_ident  # noqa: E402
+from tidemark.load.encoding import TableEncoder  # noqa: E402
+from tidemark.load.loader import BatchResult, load_batch  # noqa: E402
+from tidemark.model.batch import Batch  # noqa: E402
+from tidemark.flows.plan import plan_batches
+from tidemark.timescale.schema import table_ident  # noqa: E402
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 NAME = "insert"
@@ -199,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     batches = plan(args.batches, args.batch_hours)
     log(f"insert: {len(batches)} batches of {args.batch_hours:g} h from {START.isoformat()}")
 
-    payloads, gen = pregenerate(datasets.get("ledgers"), batches)
+    payloads, gen = pregenerate(catalog.get("ledgers"), batches)
     loader_runs: list[dict[str, Any]] = []
     bare_runs: list[dict[str, Any]] = []
     for k in range(args.rounds):  # alternate the sides, so a burst of load elsewhere hits both

@@ -45,7 +45,8 @@ from common import (  # noqa: E402
     RESULTS, UTC, Ratio, Side, base_parser, fresh_side, log, print_ratios, write_result,
 )
 
-from tidemark import backfill, compressor  # noqa: E402
+from tidemark.flows import backfill  # noqa: E402
+from tidemark.timescale import compressor
 from tidemark.connection import connect as open_connection  # noqa: E402
 from tidemark.connection import factory  # noqa: E402
 

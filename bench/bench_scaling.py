@@ -4,7 +4,7 @@
    every batch, poke, finalize) for a range R and for 2R, each run into a fresh
    database, alternating R and 2R ``--range-repeat`` times; medians compared.
    Goal: t(2R) <= 2.1 x t(R).
-2. ``tidemark.planner.plan_batches`` for 1,000 batches (1-hour windows), alone
+2. ``tidemark.flows.plan.plan_batches`` for 1,000 batches (1-hour windows), alone
    and with every other window already loaded (the ledger's skip logic);
    median of ``--repeat`` runs. Goal: < 1 s.
 3. ``backfill.poke`` with n = 50, 200, 800 planned batches over the same
@@ -33,10 +33,13 @@ from common import (  # noqa: E402
     UTC, Ratio, base_parser, fmt_stats, fresh_side, log, print_ratios, run_library_loop, stats, write_result,
 )
 
-from tidemark import backfill, compressor, runs  # noqa: E402
+from tidemark.flows import backfill  # noqa: E402
+from tidemark.timescale import compressor
+from tidemark.state import runs
 from tidemark.connection import factory  # noqa: E402
-from tidemark.loader import replace_window, staged_window  # noqa: E402
-from tidemark.planner import Batch, plan_batches  # noqa: E402
+from tidemark.load.loader import replace_window, staged_window  # noqa: E402
+from tidemark.model.batch import Batch  # noqa: E402
+from tidemark.flows.plan import plan_batches
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 NAME = "scaling"

@@ -6,7 +6,7 @@ fresh engine:
 
   * bare COPY: the rows pre-rendered as CSV, one ``COPY ... (FORMAT csv)`` per
     batch in a transaction with ``synchronous_commit = off`` - the engine's limit;
-  * through ``tidemark.loader.load_batch`` (read, check, encode, spool, then
+  * through ``tidemark.load.loader.load_batch`` (read, check, encode, spool, then
     DELETE + COPY + ledger in one transaction), from each source kind: a real
     PostgreSQL 15 table (sql), Parquet and CSV files, and Python returning
     tuples, dicts, a pyarrow Table and a pandas DataFrame.
@@ -42,10 +42,10 @@ import pyarrow.parquet as pq  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from tidemark.connection import connect, factory  # noqa: E402
-from tidemark.datasets import Column, Dataset, Hypertable  # noqa: E402
-from tidemark.loader import load_batch  # noqa: E402
-from tidemark.planner import Batch  # noqa: E402
-from tidemark.schema import ensure_schema, table_ident  # noqa: E402
+from tidemark.model.dataset import Column, Dataset, Hypertable  # noqa: E402
+from tidemark.load.loader import load_batch  # noqa: E402
+from tidemark.model.batch import Batch  # noqa: E402
+from tidemark.timescale.schema import ensure_schema, table_ident  # noqa: E402
 from tidemark.sources import FilesSource, PythonSource, SqlSource  # noqa: E402
 
 NAME = "sources"
@@ -139,7 +139,7 @@ import os
 os.environ["AIRFLOW_CONN_BENCH_SRC"] = {source_dsn!r}
 import bench_sources as b
 from tidemark.connection import factory
-from tidemark.planner import Batch
+from tidemark.model.batch import Batch
 from datetime import timedelta
 n = {n}
 kind = {kind!r}
@@ -158,7 +158,7 @@ else:
     src = b.PythonSource(gen)
 ds = b.table("rss_" + kind + "_" + uuid.uuid4().hex[:6], src)
 from tidemark.connection import connect
-from tidemark.schema import ensure_schema
+from tidemark.timescale.schema import ensure_schema
 with connect({dsn!r}) as conn:
     ensure_schema(conn, ds)
 import threading, time

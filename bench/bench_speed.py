@@ -51,8 +51,8 @@ from common import (  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from tidemark.connection import connect  # noqa: E402
-from tidemark.planner import plan_batches  # noqa: E402
-from tidemark.schema import table_ident  # noqa: E402
+from tidemark.flows.plan import plan_batches  # noqa: E402
+from tidemark.timescale.schema import table_ident  # noqa: E402
 
 import bench_airflow as ba  # noqa: E402
 from bench_insert import encode  # noqa: E402  (the loader's own encoder)

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "plugins"))
 
 import psycopg  # noqa: E402 - after the sys.path insert above
-from tidemark import progress  # noqa: E402
+from tidemark.state import progress  # noqa: E402
 from tidemark.connection import connect  # noqa: E402
 
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -46,12 +46,17 @@ if str(PLUGINS) not in sys.path:
 
 import psycopg  # noqa: E402
 
-from tidemark import datasets  # noqa: E402
+
+from tidemark import demo  # noqa: E402
+from tidemark.declare import catalog  # noqa: E402
 from tidemark.connection import connect  # noqa: E402
-from tidemark.datasets import Dataset, ledgers_dataset  # noqa: E402
-from tidemark.schema import ensure_schema  # noqa: E402
+from tidemark.model.dataset import Dataset  # noqa: E402
+from tidemark.demo.ledgers import ledgers_dataset  # noqa: E402
+from tidemark.timescale.schema import ensure_schema  # noqa: E402
 
 UTC = timezone.utc
+
+demo.enable()
 DSN_ENV = "TIDEMARK_BENCH_DSN"
 
 
@@ -145,14 +150,14 @@ def fresh_side(label: str, dsn: str | None = None, *, dataset: str | None = None
 
     Embedded: a new engine; the dataset is the plain ``ledgers`` dataset unless
     ``dataset`` names another. Real server: a unique dataset name and schema,
-    registered in ``tidemark.datasets`` so the library's steps find it, dropped
+    registered in ``tidemark.declare.catalog`` so the library's steps find it, dropped
     afterwards.
     """
     if dsn:
         tag = f"{label}_{uuid.uuid4().hex[:6]}".lower().replace("-", "_")
         name = dataset or f"bench_{tag}"
         ds = ledgers_dataset(name=name, schema=f"bench_{tag}")
-        datasets.register(name, lambda: ledgers_dataset(name=name, schema=f"bench_{tag}"))
+        catalog.register(name, lambda: ledgers_dataset(name=name, schema=f"bench_{tag}"))
         with connect(dsn) as conn:
             ensure_schema(conn, ds)
         try:
@@ -161,15 +166,15 @@ def fresh_side(label: str, dsn: str | None = None, *, dataset: str | None = None
             try:
                 _drop_dataset(dsn, ds)
             finally:
-                datasets.unregister(name)
+                catalog.unregister(name)
         return
     engine = EmbeddedEngine(label)
     try:
         engine.start()
         name = dataset or "ledgers"
-        ds = datasets.get(name) if name in datasets.names() else ledgers_dataset(name=name)
-        if name not in datasets.names():
-            datasets.register(name, lambda: ledgers_dataset(name=name))
+        ds = catalog.get(name) if name in catalog.names() else ledgers_dataset(name=name)
+        if name not in catalog.names():
+            catalog.register(name, lambda: ledgers_dataset(name=name))
         with connect(engine.dsn) as conn:
             ensure_schema(conn, ds)
         info = {"database": "embedded (fresh engine)", "engine_start_s": round(engine.start_seconds, 2)}
@@ -284,7 +289,7 @@ def run_library_loop(
     every TIDEMARK_POKE_INTERVAL s), and once the last batch is in, it pokes
     until the watermark is complete; then finalize.
     """
-    from tidemark import backfill
+    from tidemark.flows import backfill
     from tidemark.connection import factory
 
     connect_ = factory(dsn)

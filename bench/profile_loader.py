@@ -1,4 +1,4 @@
-"""Profile the loader once: cProfile over ``tidemark.loader.load_batch`` for a few batches.
+"""Profile the loader once: cProfile over ``tidemark.load.loader.load_batch`` for a few batches.
 
 Writes the top of the profile (by own time and by cumulative time) to
 bench/results/loader_profile.txt, plus a split of each batch's time into
@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, UTC, base_parser, fresh_side, log  # noqa: E402
 
 from tidemark.connection import factory  # noqa: E402
-from tidemark.encoding import TableEncoder  # noqa: E402
-from tidemark.loader import load_batch  # noqa: E402
-from tidemark.planner import plan_batches  # noqa: E402
+from tidemark.load.encoding import TableEncoder  # noqa: E402
+from tidemark.load.loader import load_batch  # noqa: E402
+from tidemark.flows.plan import plan_batches  # noqa: E402
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 

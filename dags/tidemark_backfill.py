@@ -56,17 +56,23 @@ from pathlib import Path
 from airflow.sdk import CronDataIntervalTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from tidemark import airflow_adapter as af
-from tidemark import backfill, payloads, settings
-from tidemark.payloads import BatchPayload, BatchResultPayload, Report, Summary
-from tidemark.planner import Batch
-from tidemark.report import format_report
-from tidemark.triggers import ProgressiveRecompressSensor
+from tidemark.airflow import context
+from tidemark.airflow import hooks
+from tidemark.airflow import params
+from tidemark.airflow import tasks
+from tidemark.airflow import wiring
+from tidemark.flows import backfill
+from tidemark.model import payloads
+from tidemark import config as settings
+from tidemark.model.payloads import BatchPayload, BatchResultPayload, Report, Summary
+from tidemark.model.batch import Batch
+from tidemark.flows.report import format_report
+from tidemark.airflow.sensors import ProgressiveRecompressSensor
 
 log = logging.getLogger("tidemark.dag")
 
 SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
-af.use_dags_folder(Path(__file__).parent)  # datasets/ declarations next to this file; sources' connections
+wiring.use_dags_folder(Path(__file__).parent)  # datasets/ declarations next to this file; sources' connections
 MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
 POKE_INTERVAL = SETTINGS.poke_interval  # >= 10 s under the scheduler (apache/airflow#71172)
 MAX_BATCHES_AHEAD = SETTINGS.max_batches_ahead  # 0: no backpressure
@@ -85,7 +91,7 @@ SENSOR_DEFERRABLE = SETTINGS.sensor_deferrable  # wait in the triggerer; false: 
     tags=["tidemark", "timescaledb"],
     default_args=SETTINGS.task_retries(),  # every task: TIDEMARK_RETRIES after TIDEMARK_RETRY_DELAY
     params={
-        **af.range_params(empty_range_means="the run's data interval", default_interval="auto", allow_auto=True),
+        **params.range_params(empty_range_means="the run's data interval", default_interval="auto", allow_auto=True),
         "dry_run": Param(
             False,
             type="boolean",
@@ -103,14 +109,14 @@ SENSOR_DEFERRABLE = SETTINGS.sensor_deferrable  # wait in the triggerer; false: 
 )
 def tidemark_backfill() -> None:
     @task(task_display_name="Plan batches")
-    @af.fail_fast
+    @tasks.fail_fast
     def plan() -> list[BatchPayload]:
         ctx = get_current_context()
         request = backfill.BackfillRequest.from_params(
             ctx["params"], ctx.get("data_interval_start"), ctx.get("data_interval_end")
         )
-        planned = backfill.plan_run(af.connection_factory(), request, af.run_key(), af.run_alive)
-        af.push("summary", planned["summary"])
+        planned = backfill.plan_run(hooks.connection_factory(), request, context.run_key(), context.run_alive)
+        context.push("summary", planned["summary"])
         return planned["batches"]  # mapped over: must be the return value
 
     @task(
@@ -118,11 +124,11 @@ def tidemark_backfill() -> None:
         map_index_template="{{ batch_label }}",
         max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES,
     )
-    @af.fail_fast
+    @tasks.fail_fast
     def insert_batch(batch: BatchPayload, summary: Summary) -> BatchResultPayload:
         batch, summary = payloads.check_batch(batch), payloads.check_summary(summary)
-        af.set_map_label(Batch.from_dict(batch).label)
-        connect = af.connection_factory()  # one Airflow connection lookup for the check and the load
+        context.set_map_label(Batch.from_dict(batch).label)
+        connect = hooks.connection_factory()  # one Airflow connection lookup for the check and the load
         reason = backfill.wait_reason(
             connect,
             summary,
@@ -130,31 +136,31 @@ def tidemark_backfill() -> None:
             max_ahead=MAX_BATCHES_AHEAD,
             # Asked only if the batch would wait: one execution-API call saved per batch that loads at once.
             sibling_failed=lambda: bool(
-                backfill.failed_batches(af.mapped_states("insert_batch"), summary["planned_batches"])
+                backfill.failed_batches(context.mapped_states("insert_batch"), summary["planned_batches"])
             ),
             stale_after=timedelta(seconds=max(60.0, 6 * POKE_INTERVAL)),
         )
         if reason:
             log.info(reason)
-            af.reschedule(af.dag_test_wait(WAIT_INTERVAL))
+            context.reschedule(context.dag_test_wait(WAIT_INTERVAL))
         return backfill.insert_batch(connect, summary, batch)
 
     @task(task_display_name="Finalize: verify, compress, report", trigger_rule="all_done", multiple_outputs=True)
     def finalize() -> Report | Summary:
-        pulled = af.pull("plan", key="summary")
+        pulled = context.pull("plan", key="summary")
         if pulled is None:
             raise AirflowFailException("plan did not finish: nothing was loaded; see the plan task's log")
         planned = payloads.check_summary(pulled)
-        batches = [payloads.check_batch(b) for b in af.pull("plan") or []]
-        found = af.run_states(["insert_batch", "progressive_recompress"])  # one API call for both
+        batches = [payloads.check_batch(b) for b in context.pull("plan") or []]
+        found = context.run_states(["insert_batch", "progressive_recompress"])  # one API call for both
         try:
             report = backfill.finalize(
-                af.connection_factory(),
+                hooks.connection_factory(),
                 planned,
                 batches,
-                af.mapped_states("insert_batch", found),
-                af.mapped_results("insert_batch", range(len(batches))),
-                upstream_ok=af.task_state("progressive_recompress", found) in ("success", "skipped", None),
+                context.mapped_states("insert_batch", found),
+                context.mapped_results("insert_batch", range(len(batches))),
+                upstream_ok=context.task_state("progressive_recompress", found) in ("success", "skipped", None),
             )
         except backfill.RunFailed as exc:
             raise AirflowFailException(str(exc)) from None

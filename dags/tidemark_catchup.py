@@ -37,15 +37,20 @@ from pathlib import Path
 from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from tidemark import airflow_adapter as af
-from tidemark import catchup, settings
-from tidemark.backfill import BackfillRequest
-from tidemark.planner import Batch
+from tidemark.airflow import context
+from tidemark.airflow import hooks
+from tidemark.airflow import params
+from tidemark.airflow import tasks
+from tidemark.airflow import wiring
+from tidemark.flows import catchup
+from tidemark import config as settings
+from tidemark.flows.backfill import BackfillRequest
+from tidemark.model.batch import Batch
 
 log = logging.getLogger("tidemark.dag")
 
 SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
-af.use_dags_folder(Path(__file__).parent)  # datasets/ declarations next to this file; sources' connections
+wiring.use_dags_folder(Path(__file__).parent)  # datasets/ declarations next to this file; sources' connections
 MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
 
 
@@ -59,18 +64,18 @@ MAX_PARALLEL_BATCHES = SETTINGS.max_parallel_batches
     max_active_runs=1,
     tags=["tidemark", "timescaledb"],
     default_args=SETTINGS.task_retries(),  # every task: TIDEMARK_RETRIES after TIDEMARK_RETRY_DELAY
-    params=af.range_params(empty_range_means=None, default_interval="15 minutes"),
+    params=params.range_params(empty_range_means=None, default_interval="15 minutes"),
 )
 def tidemark_catchup() -> None:
     @task(task_display_name="Plan batches")
-    @af.fail_fast
+    @tasks.fail_fast
     def plan() -> list:
         request = BackfillRequest.from_params(get_current_context()["params"])
         try:
-            planned = catchup.plan_catchup(af.connection_factory(), request, af.run_key(), af.run_alive)
+            planned = catchup.plan_catchup(hooks.connection_factory(), request, context.run_key(), context.run_alive)
         except catchup.CursorMoved as exc:
             raise AirflowFailException(str(exc)) from None
-        af.push("summary", planned["summary"])
+        context.push("summary", planned["summary"])
         return planned["batches"]
 
     @task(
@@ -78,19 +83,19 @@ def tidemark_catchup() -> None:
         map_index_template="{{ batch_label }}",
         max_active_tis_per_dagrun=MAX_PARALLEL_BATCHES,
     )
-    @af.fail_fast
+    @tasks.fail_fast
     def stage_batch(batch: dict, summary: dict) -> dict:
-        af.set_map_label(Batch.from_dict(batch).label)
-        return catchup.stage_batch(af.connection_factory(), summary, batch)
+        context.set_map_label(Batch.from_dict(batch).label)
+        return catchup.stage_batch(hooks.connection_factory(), summary, batch)
 
     @task(task_display_name="Publish in one transaction", trigger_rule="all_done")
     def publish() -> dict:
-        summary = af.pull("plan", key="summary")
+        summary = context.pull("plan", key="summary")
         if summary is None:
             raise AirflowFailException("plan did not finish: nothing was staged or published; see the plan task's log")
-        batches = af.pull("plan") or []
+        batches = context.pull("plan") or []
         try:
-            return catchup.publish(af.connection_factory(), summary, batches, af.mapped_states("stage_batch"))
+            return catchup.publish(hooks.connection_factory(), summary, batches, context.mapped_states("stage_batch"))
         except (catchup.CursorMoved, catchup.StagingIncomplete) as exc:
             raise AirflowFailException(str(exc)) from None
 

@@ -25,15 +25,21 @@ from pathlib import Path
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag, get_current_context, task
 
-from tidemark import airflow_adapter as af
-from tidemark import datasets, live, settings
-from tidemark.timeparse import parse_instant
+from tidemark.airflow import context
+from tidemark.airflow import hooks
+from tidemark.airflow import params
+from tidemark.airflow import tasks
+from tidemark.airflow import wiring
+from tidemark.declare import catalog
+from tidemark.flows import live
+from tidemark import config as settings
+from tidemark.model.timeparse import parse_instant
 
 log = logging.getLogger("tidemark.dag")
 
 CATCHUP_DAG = "tidemark_catchup"
 SETTINGS = settings.load()  # a bad TIDEMARK_* value fails the import with a message naming it
-af.use_dags_folder(Path(__file__).parent)  # datasets/ declarations next to this file; sources' connections
+wiring.use_dags_folder(Path(__file__).parent)  # datasets/ declarations next to this file; sources' connections
 
 
 def _tip(params: dict) -> datetime | None:
@@ -51,15 +57,15 @@ def _tip(params: dict) -> datetime | None:
     tags=["tidemark", "timescaledb"],
     default_args=SETTINGS.task_retries(),  # every task: TIDEMARK_RETRIES after TIDEMARK_RETRY_DELAY
     params={
-        "dataset": Param("ledgers", type="string", enum=datasets.names(), title="Dataset",
+        "dataset": Param("ledgers", type="string", enum=catalog.names(), title="Dataset",
                          description="The dataset to keep current."),
-        "unit": Param("5 minutes", type="string", pattern=af.INTERVAL_PATTERN, title="Unit",
+        "unit": Param("5 minutes", type="string", pattern=params.INTERVAL_PATTERN, title="Unit",
                       description="Data ingested per transaction (e.g. '5 minutes')."),
-        "lag_threshold": Param("1 hour", type="string", pattern=af.INTERVAL_PATTERN, title="Lag threshold",
+        "lag_threshold": Param("1 hour", type="string", pattern=params.INTERVAL_PATTERN, title="Lag threshold",
                                description="At or above this lag, hand the lag over to tidemark_catchup."),
         "max_units": Param(12, type="integer", minimum=1, maximum=1000, title="Units per run",
                            description="At most this many units are ingested by one run."),
-        "catchup_batch_interval": Param("15 minutes", type="string", pattern=af.INTERVAL_PATTERN,
+        "catchup_batch_interval": Param("15 minutes", type="string", pattern=params.INTERVAL_PATTERN,
                                         title="Catchup batch interval",
                                         description="batch_interval passed to the catchup it triggers."),
         "tip": Param(None, type=["null", "string"], format="date-time", title="Source tip override",
@@ -68,26 +74,26 @@ def _tip(params: dict) -> datetime | None:
 )
 def tidemark_live() -> None:
     @task.branch(task_display_name="Decide: ingest, hand over or wait")
-    @af.fail_fast
+    @tasks.fail_fast
     def decide() -> list[str]:
         params = get_current_context()["params"]
-        dataset = datasets.get(params["dataset"]).name
+        dataset = catalog.get(params["dataset"]).name
         decision = live.decide(
-            af.connection_factory(), dataset, tip=_tip(params), unit=params["unit"],
+            hooks.connection_factory(), dataset, tip=_tip(params), unit=params["unit"],
             threshold=params["lag_threshold"], catchup_batch_interval=params["catchup_batch_interval"],
-            catchup_state=lambda run_id: af.dagrun_state(CATCHUP_DAG, run_id),
+            catchup_state=lambda run_id: context.dagrun_state(CATCHUP_DAG, run_id),
         )
         log.info("live %s: cursor %s, tip %s -> %s (%s)", dataset, decision.cursor.isoformat(),
                  decision.tip.isoformat(), decision.action, decision.reason)
-        af.push("decision", decision.to_dict())
+        context.push("decision", decision.to_dict())
         return {"ingest": ["ingest_units"], "catchup": ["trigger_catchup"]}.get(decision.action, [])
 
     @task(task_display_name="Ingest units")
     def ingest_units() -> dict:
         params = get_current_context()["params"]
-        decision = af.pull("decide", key="decision")
-        return live.ingest(af.connection_factory(), decision["dataset"], tip=parse_instant(decision["tip"]),
-                           unit=params["unit"], max_units=params["max_units"], run_id=af.run_key())
+        decision = context.pull("decide", key="decision")
+        return live.ingest(hooks.connection_factory(), decision["dataset"], tip=parse_instant(decision["tip"]),
+                           unit=params["unit"], max_units=params["max_units"], run_id=context.run_key())
 
     trigger = TriggerDagRunOperator(
         task_id="trigger_catchup",

@@ -17,6 +17,6 @@ def _installed_as_entry_point() -> bool:
 
 
 if not _installed_as_entry_point():
-    from tidemark.ui.plugin import TidemarkUIPlugin
+    from tidemark.airflow.ui.plugin import TidemarkUIPlugin
 
     __all__ = ["TidemarkUIPlugin"]

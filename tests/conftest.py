@@ -24,11 +24,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tidemark import datasets
+from tidemark import demo
+from tidemark.declare import catalog
 from tidemark.connection import connect
-from tidemark.datasets import Dataset, ledgers_dataset
-from tidemark.schema import ensure_schema, table_ident
-from tidemark.verifier import window_counts
+from tidemark.model.dataset import Dataset
+from tidemark.demo.ledgers import ledgers_dataset
+from tidemark.timescale.schema import ensure_schema, table_ident
+from tidemark.flows.verify import window_counts
+
+demo.enable()  # the ledgers dataset and the synthetic source kind, as the DAG files offer them
 
 REPO = Path(__file__).resolve().parents[1]
 DBCTL = REPO / "embedded" / "dbctl"
@@ -155,11 +159,11 @@ def dataset(conn: psycopg.Connection) -> Dataset:
 def registered(ds: Dataset) -> Iterator[Dataset]:
     """Make a ledgers-shaped dataset known to the registry (DAG params, tasks) while in use."""
     schema = ds.tables[0].schema
-    datasets.register(ds.name, lambda: ledgers_dataset(name=ds.name, schema=schema))
+    catalog.register(ds.name, lambda: ledgers_dataset(name=ds.name, schema=schema))
     try:
-        yield datasets.get(ds.name)
+        yield catalog.get(ds.name)
     finally:
-        datasets.unregister(ds.name)
+        catalog.unregister(ds.name)
 
 
 @pytest.fixture
@@ -220,7 +224,7 @@ def load_through_library(
     dsn: str, req: Any, run_id: str, *, only: int | None = None, fail: Any = frozenset()
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, str], dict[int, dict[str, Any]]]:
     """Plan, then the first ``only`` batches in order with a poke after each; batches in ``fail`` count as failed."""
-    from tidemark import backfill
+    from tidemark.flows import backfill
     from tidemark.connection import factory
 
     connect_ = factory(dsn)

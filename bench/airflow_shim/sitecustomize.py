@@ -2,7 +2,7 @@
 
 Against a shared server the benchmark loads a dataset of its own (unique name
 and schema) so it never touches real data; the DAG looks datasets up by name in
-``tidemark.datasets``, so each Airflow process started by the benchmark
+``tidemark.declare.catalog``, so each Airflow process started by the benchmark
 registers it at interpreter start-up from ``TIDEMARK_BENCH_DATASET=name:schema``.
 This directory is put on PYTHONPATH only by the benchmark, never in production.
 """
@@ -12,11 +12,11 @@ import os
 _spec = os.environ.get("TIDEMARK_BENCH_DATASET")
 if _spec:
     try:
-        from tidemark import datasets as _datasets
-        from tidemark.datasets import ledgers_dataset as _ledgers
+        from tidemark.declare import catalog as _catalog
+        from tidemark.demo.ledgers import ledgers_dataset as _ledgers
 
         _name, _, _schema = _spec.partition(":")
-        _datasets.register(_name, lambda: _ledgers(name=_name, schema=_schema or _name))
+        _catalog.register(_name, lambda: _ledgers(name=_name, schema=_schema or _name))
     except Exception as _exc:  # noqa: BLE001 - never break interpreter start-up
         import sys
 

@@ -15,11 +15,12 @@ The public API for declaring datasets in code (YAML files need none of it)::
 What a source must do is documented with its contract, ``tidemark.sources.base``.
 """
 
-from tidemark.catalog import register
-from tidemark.datasets import Column, Dataset, Hypertable
-from tidemark.encoding import BadRow
+from tidemark.declare.catalog import register
+from tidemark.model.dataset import Column, Dataset, Hypertable
+from tidemark.errors import BadRow
 from tidemark.errors import InvalidInput, TidemarkError
-from tidemark.sources import FilesSource, PythonSource, RowBatch, Source, SqlSource, SyntheticLedgers
+from tidemark.sources import FilesSource, PythonSource, RowBatch, Source, SqlSource
+from tidemark.demo.synthetic import SyntheticLedgers
 
 __all__ = [
     "BadRow",

@@ -7,7 +7,7 @@ user can fix by changing a parameter, so its message always says what to change.
 
 from __future__ import annotations
 
-__all__ = ["TidemarkError", "InvalidInput"]
+__all__ = ["BadRow", "InvalidInput", "TidemarkError"]
 
 
 class TidemarkError(Exception):
@@ -16,3 +16,7 @@ class TidemarkError(Exception):
 
 class InvalidInput(TidemarkError):
     """A user-supplied value was rejected; the message names it and the fix."""
+
+
+class BadRow(TidemarkError):
+    """A source produced a row that does not fit the table or the batch window."""

@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
-from tidemark import columnstore, compressor
+from tidemark.timescale import columnstore, compressor
 from tidemark.connection import connect
-from tidemark.datasets import Dataset
-from tidemark.verifier import source_counts
+from tidemark.model.dataset import Dataset
+from tidemark.flows.verify import source_counts
 
 UTC = timezone.utc
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "tidemark_backfill.py"

@@ -10,11 +10,13 @@ import pytest
 
 from tests.conftest import EmbeddedEngine, rows_in
 from tests.dags.test_backfill_dag import load_dag
-from tidemark import catchup, cursors, datasets
-from tidemark.timeparse import format_interval, parse_interval
+from tidemark.flows import catchup
+from tidemark.state import cursors
+from tidemark.declare import catalog
+from tidemark.model.timeparse import format_interval, parse_interval
 from tidemark.connection import connect
-from tidemark.datasets import Dataset
-from tidemark.verifier import source_counts
+from tidemark.model.dataset import Dataset
+from tidemark.flows.verify import source_counts
 
 UTC = timezone.utc
 START = datetime(2024, 7, 1, tzinfo=UTC)
@@ -77,10 +79,10 @@ def test_live_dag_ingests_below_threshold_and_hands_over_above(
     private_engine.start()
     dsn = private_engine.dsn
     monkeypatch.setenv("AIRFLOW_CONN_TIDEMARK_TIMESCALE", dsn.split("?")[0])
-    live_dataset = datasets.get("ledgers")
+    live_dataset = catalog.get("ledgers")
     dag = load_dag("tidemark_live")
     with connect(dsn) as conn:
-        from tidemark.schema import ensure_schema
+        from tidemark.timescale.schema import ensure_schema
 
         ensure_schema(conn, live_dataset)
         cursors.initialise(conn, live_dataset.name, START, by="test")

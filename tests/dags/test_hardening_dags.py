@@ -17,9 +17,9 @@ import pytest
 
 from tests.conftest import EmbeddedEngine, registered, unique_dataset
 from tests.dags.test_backfill_dag import load_dag
-from tidemark import backfill
+from tidemark.flows import backfill
 from tidemark.connection import connect, factory
-from tidemark.datasets import Dataset
+from tidemark.model.dataset import Dataset
 
 UTC = timezone.utc
 START = datetime(2024, 11, 1, tzinfo=UTC)
@@ -134,7 +134,7 @@ def unique_dataset_later() -> Dataset:
     """A dataset description only; plan creates it in the database (which is not up yet)."""
     import uuid
 
-    from tidemark.datasets import ledgers_dataset
+    from tidemark.demo.ledgers import ledgers_dataset
 
     tag = uuid.uuid4().hex[:8]
     return ledgers_dataset(name=f"ledgers_{tag}", schema=f"u_{tag}")
@@ -183,7 +183,7 @@ def test_the_supervisors_relayed_answers_are_read_the_same_way() -> None:
     from airflow.sdk.exceptions import AirflowRuntimeError, ErrorType
     from airflow.sdk.execution_time.comms import ErrorResponse
 
-    from tidemark.airflow_adapter import _definitely_not_found
+    from tidemark.airflow.context import _definitely_not_found
 
     def relayed(status: int | None, body: Any) -> AirflowRuntimeError:
         return AirflowRuntimeError(ErrorResponse(error=ErrorType.API_SERVER_ERROR,

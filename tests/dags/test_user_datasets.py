@@ -20,10 +20,11 @@ from psycopg import sql
 
 from tests.conftest import PostgresServer
 from tests.dags import user_sources
-from tidemark import catalog, compressor
+from tidemark.declare import catalog
+from tidemark.timescale import compressor
 from tidemark.connection import connect
-from tidemark.datasets import Dataset
-from tidemark.schema import table_ident
+from tidemark.model.dataset import Dataset
+from tidemark.timescale.schema import table_ident
 
 UTC = timezone.utc
 DAGS = Path(__file__).resolve().parents[2] / "dags"

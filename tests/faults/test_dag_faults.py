@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from tests.dags.test_backfill_dag import load_dag
-from tidemark import backfill, compressor
+from tidemark.flows import backfill
+from tidemark.timescale import compressor
 from tidemark.connection import connect, factory
-from tidemark.datasets import Dataset
+from tidemark.model.dataset import Dataset
 
 UTC = timezone.utc
 START = datetime(2024, 10, 1, tzinfo=UTC)

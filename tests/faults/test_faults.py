@@ -23,17 +23,19 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import REPO, EmbeddedEngine, registered, unique_dataset
-from tidemark import backfill, compressor, ledger, runs
+from tidemark.flows import backfill
+from tidemark.timescale import compressor
+from tidemark.state import ledger, runs
 from tidemark.connection import DatabaseUnreachable, connect, factory
-from tidemark.encoding import BadRow
-from tidemark.datasets import Column, Dataset, Hypertable
+from tidemark.errors import BadRow
+from tidemark.model.dataset import Column, Dataset, Hypertable
 from tidemark.errors import InvalidInput
-from tidemark.loader import load_batch
+from tidemark.load.loader import load_batch
 from tidemark.retrying import is_transient
-from tidemark.planner import Batch
-from tidemark.schema import ensure_schema, table_ident
+from tidemark.model.batch import Batch
+from tidemark.timescale.schema import ensure_schema, table_ident
 from tidemark.sources import PythonSource
-from tidemark.verifier import checksum, source_counts, window_counts
+from tidemark.flows.verify import checksum, source_counts, window_counts
 
 UTC = timezone.utc
 START = datetime(2024, 9, 1, tzinfo=UTC)
@@ -190,13 +192,13 @@ _LOADER = """
 import sys
 sys.path.insert(0, {plugins!r})
 from datetime import datetime
-from tidemark import datasets
+from tidemark.declare import catalog
 from tidemark.connection import factory
-from tidemark.datasets import ledgers_dataset
-from tidemark.loader import load_batch
-from tidemark.planner import Batch
-datasets.register({name!r}, lambda: ledgers_dataset(name={name!r}, schema={schema!r}))
-load_batch(factory({dsn!r}), datasets.get({name!r}), Batch(3, datetime.fromisoformat({start!r}), datetime.fromisoformat({end!r})), "killed-worker")
+from tidemark.demo.ledgers import ledgers_dataset
+from tidemark.load.loader import load_batch
+from tidemark.model.batch import Batch
+catalog.register({name!r}, lambda: ledgers_dataset(name={name!r}, schema={schema!r}))
+load_batch(factory({dsn!r}), catalog.get({name!r}), Batch(3, datetime.fromisoformat({start!r}), datetime.fromisoformat({end!r})), "killed-worker")
 """
 
 

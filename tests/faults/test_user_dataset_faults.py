@@ -16,11 +16,12 @@ import pytest
 
 from tests.conftest import EmbeddedEngine
 from tests.faults.test_faults import END, HOURS, START, kill_mid_backfill_then_resume, run_backfill
-from tidemark import catalog, compressor
+from tidemark.declare import catalog
+from tidemark.timescale import compressor
 from tidemark.connection import connect
-from tidemark.datasets import Column, Dataset, Hypertable
+from tidemark.model.dataset import Column, Dataset, Hypertable
 from tidemark.sources import FilesSource
-from tidemark.verifier import checksum
+from tidemark.flows.verify import checksum
 
 
 @pytest.fixture(scope="module")

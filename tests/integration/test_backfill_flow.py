@@ -9,11 +9,12 @@ import psycopg
 import pytest
 
 from tests.conftest import load_through_library
-from tidemark import backfill, compressor
+from tidemark.flows import backfill
+from tidemark.timescale import compressor
 from tidemark.connection import factory
-from tidemark.datasets import Dataset
+from tidemark.model.dataset import Dataset
 from tidemark.errors import InvalidInput
-from tidemark.verifier import source_counts
+from tidemark.flows.verify import source_counts
 
 UTC = timezone.utc
 START = datetime(2024, 5, 1, tzinfo=UTC)
@@ -79,7 +80,7 @@ def test_bad_params_are_refused_before_any_write(conn: psycopg.Connection) -> No
 def test_compression_policies_are_paused_for_the_load_and_restored(
     dsn: str, conn: psycopg.Connection, registered_dataset: Dataset
 ) -> None:
-    from tidemark import policies
+    from tidemark.timescale import policies
 
     connect = factory(dsn)
     planned = backfill.plan_run(connect, request(registered_dataset, hours=6), "policies")

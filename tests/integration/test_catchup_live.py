@@ -11,10 +11,11 @@ import psycopg
 import pytest
 
 from tests.conftest import EmbeddedEngine, registered, unique_dataset
-from tidemark import backfill, catchup, cursors, live
+from tidemark.flows import backfill, catchup, live
+from tidemark.state import cursors
 from tidemark.connection import connect, factory
-from tidemark.datasets import Dataset
-from tidemark.verifier import checksum, source_counts
+from tidemark.model.dataset import Dataset
+from tidemark.flows.verify import checksum, source_counts
 
 UTC = timezone.utc
 START = datetime(2024, 6, 1, tzinfo=UTC)

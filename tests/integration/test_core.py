@@ -9,14 +9,16 @@ import psycopg
 from psycopg import sql
 
 from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
-from tidemark import compressor, ledger
+from tidemark.timescale import compressor
+from tidemark.state import ledger
 from tidemark.connection import factory
-from tidemark.datasets import Dataset
+from tidemark.model.dataset import Dataset
 from tidemark.sources import PythonSource
-from tidemark.loader import load_batch
-from tidemark.planner import Batch, plan_batches
-from tidemark.schema import ensure_schema, table_ident
-from tidemark.verifier import source_counts
+from tidemark.load.loader import load_batch
+from tidemark.model.batch import Batch
+from tidemark.flows.plan import plan_batches
+from tidemark.timescale.schema import ensure_schema, table_ident
+from tidemark.flows.verify import source_counts
 
 UTC = timezone.utc
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -119,7 +121,7 @@ def test_final_pass_never_touches_chunks_live_ingestion_may_write(dsn: str, conn
 
 
 def test_window_counts_are_exact_for_any_windows(dsn: str, conn: psycopg.Connection, dataset: Dataset) -> None:
-    from tidemark.verifier import window_counts
+    from tidemark.flows.verify import window_counts
 
     load_range(dsn, dataset, T0, T0 + timedelta(hours=12), "6 hours")
     compressor.compress_behind(conn, dataset, T0, T0 + timedelta(hours=6), run_id="r")  # mixed compressed/plain
@@ -132,7 +134,7 @@ def test_window_counts_are_exact_for_any_windows(dsn: str, conn: psycopg.Connect
 
 
 def test_text_that_needs_copy_escaping_round_trips(dsn: str, conn: psycopg.Connection) -> None:
-    from tidemark.datasets import Column, Hypertable
+    from tidemark.model.dataset import Column, Hypertable
 
     ts = Column("t", "timestamptz")
     table = Hypertable("escapes", "t", (ts, Column("s", "text"), Column("n", "text", nullable=True),

@@ -10,10 +10,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tidemark import backfill, columnstore, compressor
+from tidemark.flows import backfill
+from tidemark.timescale import columnstore, compressor
 from tidemark.connection import factory
-from tidemark.datasets import Dataset
-from tidemark.schema import table_ident
+from tidemark.model.dataset import Dataset
+from tidemark.timescale.schema import table_ident
 
 UTC = timezone.utc
 START = datetime(2024, 6, 1, tzinfo=UTC)

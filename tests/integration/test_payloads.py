@@ -1,4 +1,4 @@
-"""The XCom payloads a real run produces have exactly the keys (and JSON types) of tidemark.payloads' TypedDicts."""
+"""The XCom payloads a real run produces have exactly the keys (and JSON types) of tidemark.model.payloads' TypedDicts."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any, NotRequired, Required, get_args, get_origin, get_type_hi
 import pytest
 
 from tests.conftest import registered
-from tidemark import backfill, payloads
+from tidemark.flows import backfill
+from tidemark.model import payloads
 from tidemark.connection import factory
-from tidemark.datasets import Dataset
+from tidemark.model.dataset import Dataset
 
 UTC = timezone.utc
 START = datetime(2024, 7, 1, tzinfo=UTC)

@@ -10,12 +10,13 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import registered
-from tidemark import backfill, policies
+from tidemark.flows import backfill
+from tidemark.timescale import policies
 from tidemark.connection import connect, factory
-from tidemark.datasets import Dataset
+from tidemark.model.dataset import Dataset
 from tidemark.errors import InvalidInput
-from tidemark.report import format_report
-from tidemark.schema import table_ident
+from tidemark.flows.report import format_report
+from tidemark.timescale.schema import table_ident
 
 UTC = timezone.utc
 START = datetime(2024, 6, 1, 5, tzinfo=UTC)  # not on a day boundary: the daily buckets straddle the window's edges
@@ -136,7 +137,7 @@ def test_no_continuous_aggregates_nothing_refreshed(dsn: str, ds: Dataset) -> No
 
 
 def test_a_catchup_publish_refreshes_the_continuous_aggregates_too(dsn: str, conn: psycopg.Connection, ds: Dataset) -> None:
-    from tidemark import catchup
+    from tidemark.flows import catchup
 
     hourly, _ = make_caggs(conn, ds)
     planned = catchup.plan_catchup(factory(dsn), request(ds), "cagg-catchup")

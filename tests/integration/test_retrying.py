@@ -11,9 +11,10 @@ import psycopg
 import pytest
 
 from tests.conftest import EmbeddedEngine, free_port, unique_dataset
-from tidemark import compressor, retrying
+from tidemark.timescale import compressor
+from tidemark import retrying
 from tidemark.connection import DatabaseUnreachable, connect
-from tidemark.datasets import Dataset
+from tidemark.model.dataset import Dataset
 
 
 @pytest.mark.parametrize("exc", [
@@ -96,7 +97,7 @@ def test_compression_retries_a_transient_failure_and_gives_up_on_others(
     table = ds.tables[0]
     from psycopg import sql
 
-    from tidemark.schema import table_ident
+    from tidemark.timescale.schema import table_ident
     conn.execute(sql.SQL("INSERT INTO {} (close_time, sequence, hash, tx_count, op_count, total_fees)"
                          " SELECT g, row_number() OVER (), 'h', 1, 1, 1 FROM generate_series("
                          "'2024-01-01'::timestamptz, '2024-01-01 05:00', '1 minute') g").format(table_ident(table)))

@@ -17,16 +17,16 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import PostgresServer
-from tidemark import ledger
+from tidemark.state import ledger
 from tidemark.connection import connect, factory
-from tidemark.datasets import Column, Dataset, Hypertable
-from tidemark.encoding import BadRow
+from tidemark.model.dataset import Column, Dataset, Hypertable
+from tidemark.errors import BadRow
 from tidemark.errors import InvalidInput
-from tidemark.loader import ValueRefused, load_batch, staged_window
-from tidemark.planner import Batch
-from tidemark.schema import ensure_schema, resolve, table_ident
+from tidemark.load.loader import ValueRefused, load_batch, staged_window
+from tidemark.model.batch import Batch
+from tidemark.timescale.schema import ensure_schema, resolve, table_ident
 from tidemark.sources import FilesSource, PythonSource, SqlSource
-from tidemark.verifier import source_counts
+from tidemark.flows.verify import source_counts
 
 UTC = timezone.utc
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -131,7 +131,7 @@ def test_every_column_type_round_trips(dsn: str, conn: psycopg.Connection, path:
 
 
 def test_arrow_timestamps_keep_every_microsecond_across_the_calendar(dsn: str, conn: psycopg.Connection) -> None:
-    """Arrow timestamps are rendered to text by numpy (tidemark.arrow_data.timestamp_text), not Arrow's writer.
+    """Arrow timestamps are rendered to text by numpy (tidemark.load.arrow_data.timestamp_text), not Arrow's writer.
 
     Leap days, the last microsecond of a day, years below 1000 and instants
     before 1970 are where a hand-rolled calendar goes wrong; a sliced array with
@@ -366,7 +366,7 @@ def test_files_source_reads_only_the_window_from_partitioned_files(
                                                                   null="NA")})
     ds = Dataset(unique("files"), (table,))
     if through == "object_storage":
-        from tidemark.airflow_adapter import _object_storage
+        from tidemark.airflow.hooks import object_storage as _object_storage
 
         access.set_openers(filesystems=_object_storage)
     try:

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from tests.conftest import free_port
-from tidemark import airflow_adapter as af
+from tidemark.airflow import hooks
 from tidemark.connection import DatabaseUnreachable
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -89,7 +89,7 @@ def airflow_connection(monkeypatch: pytest.MonkeyPatch, pg: RealPostgres, **extr
 def test_extras_reach_the_connection_as_for_any_postgres_task(real_pg: RealPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
     airflow_connection(monkeypatch, real_pg, sslmode="verify-full", sslrootcert=str(real_pg.ca),
                        client_encoding="LATIN1", options="-c lock_timeout=7s", application_name="tidemark-hook-test")
-    with af.connection_factory()() as conn:
+    with hooks.connection_factory()() as conn:
         assert isinstance(conn, psycopg.Connection)
         assert conn.autocommit and conn.prepare_threshold is None  # what the embedded engine needs
         assert conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone()[0] is True
@@ -100,7 +100,7 @@ def test_extras_reach_the_connection_as_for_any_postgres_task(real_pg: RealPostg
 
 def test_defaults_when_the_extras_say_nothing(real_pg: RealPostgres, monkeypatch: pytest.MonkeyPatch) -> None:
     airflow_connection(monkeypatch, real_pg)
-    with af.connection_factory("tidemark_timescale")() as conn:
+    with hooks.connection_factory("tidemark_timescale")() as conn:
         assert conn.execute("SHOW application_name").fetchone()[0] == "tidemark"
         assert conn.autocommit and conn.prepare_threshold is None
 
@@ -113,7 +113,7 @@ def test_a_certificate_that_does_not_verify_fails_naming_the_connection(
                     "-keyout", str(tmp_path / "other.key"), "-out", str(other_ca)], check=True, capture_output=True)
     airflow_connection(monkeypatch, real_pg, sslmode="verify-full", sslrootcert=str(other_ca))
     with pytest.raises(DatabaseUnreachable) as err:
-        af.connection_factory()()
+        hooks.connection_factory()()
     message = str(err.value)
     assert message.startswith(f"cannot connect to the database (Airflow connection 'tidemark_timescale' -> localhost:{real_pg.port}/postgres)")
     assert "certificate verify failed" in message and SECRET not in message
@@ -123,11 +123,11 @@ def test_iam_extras_take_the_hooks_iam_path(real_pg: RealPostgres, monkeypatch: 
     """`"iam": true` asks for an RDS token instead of the stored password; without the amazon provider, say so."""
     airflow_connection(monkeypatch, real_pg, iam=True, aws_conn_id="aws_default")
     with pytest.raises(DatabaseUnreachable, match="IAM authentication.*apache-airflow-providers-amazon") as err:
-        af.connection_factory()()
+        hooks.connection_factory()()
     assert SECRET not in str(err.value)
 
 
 def test_a_missing_connection_says_how_to_define_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_TIDEMARK_NOWHERE", raising=False)
     with pytest.raises(DatabaseUnreachable, match="Airflow connection 'tidemark_nowhere' is not defined.*AIRFLOW_CONN_TIDEMARK_NOWHERE"):
-        af.connection_factory("tidemark_nowhere")()
+        hooks.connection_factory("tidemark_nowhere")()

@@ -10,11 +10,13 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import PostgresServer
-from tidemark import backfill, catalog, catchup, cursors, live
+from tidemark.flows import backfill, catchup, live
+from tidemark.declare import catalog
+from tidemark.state import cursors
 from tidemark.connection import connect, factory
-from tidemark.datasets import Column, Dataset, Hypertable
+from tidemark.model.dataset import Column, Dataset, Hypertable
 from tidemark.errors import InvalidInput
-from tidemark.schema import table_ident
+from tidemark.timescale.schema import table_ident
 from tidemark.sources import PythonSource, SqlSource
 
 UTC = timezone.utc
@@ -39,7 +41,7 @@ def test_live_follows_the_sql_source_tip_then_hands_the_lag_to_catchup(
     catalog.register(ds)
     try:
         with connect(dsn) as c:
-            from tidemark.schema import ensure_schema
+            from tidemark.timescale.schema import ensure_schema
 
             ensure_schema(c, ds)
             cursors.initialise(c, ds.name, START, by="test")

@@ -28,7 +28,7 @@ from harness import (
     postgres_cluster,
     scheduler_deployment,
 )
-from tidemark import datasets
+from tidemark.declare import catalog
 from tidemark.connection import connect
 
 # Scheduler defaults for the tests. The poke/wait intervals are the DAG's short-interval setting
@@ -62,7 +62,7 @@ def unpaused(deployment: AirflowDeployment, dsn: str) -> datetime:
     at = datetime.now(UTC)
     today = at.replace(hour=0, minute=0, second=0, microsecond=0)
     with connect(dsn) as conn:
-        clear_window(conn, datasets.get("ledgers"), today - timedelta(days=2), today + timedelta(days=1))
+        clear_window(conn, catalog.get("ledgers"), today - timedelta(days=2), today + timedelta(days=1))
     deployment.api("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
     return at
 

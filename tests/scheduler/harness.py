@@ -50,7 +50,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from tidemark.datasets import Dataset
+from tidemark.model.dataset import Dataset
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

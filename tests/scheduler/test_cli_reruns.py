@@ -24,11 +24,13 @@ from typing import Any
 import psycopg
 import pytest
 from harness import AirflowDeployment, arm_fault, clear_window, fault_firings
-from tidemark import backfill, compressor, datasets
+from tidemark.flows import backfill
+from tidemark.timescale import compressor
+from tidemark.declare import catalog
 from tidemark.connection import connect, factory
-from tidemark.datasets import Dataset
-from tidemark.sources.synthetic import LedgerSource
-from tidemark.verifier import checksum
+from tidemark.model.dataset import Dataset
+from tidemark.demo.synthetic import LedgerSource
+from tidemark.flows.verify import checksum
 
 from tests.conftest import (
     NO_DUPLICATES,
@@ -162,7 +164,7 @@ def all_compressed(conn: psycopg.Connection, ds: Dataset, start: datetime, end: 
 def ledgers(dsn: str) -> Dataset:
     """The registered `ledgers` dataset (the scheduler's processes only know registered ones), with the
     test's days cleared (matters only against a persistent TIDEMARK_TEST_DSN server)."""
-    ds = datasets.get("ledgers")
+    ds = catalog.get("ledgers")
     with connect(dsn) as conn:
         clear_window(conn, ds, D1 - DAY, D5 + DAY)
     return ds
@@ -333,7 +335,7 @@ def test_unpausing_runs_the_latest_data_interval_and_loads_exactly_it(
     dep = deployment
     today = unpaused.replace(hour=0, minute=0, second=0, microsecond=0)
     start, end = today - DAY, today
-    ds = datasets.get("ledgers")
+    ds = catalog.get("ledgers")
 
     def scheduled() -> list[dict[str, Any]]:
         return dep.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns?run_type=scheduled")["dag_runs"]

@@ -37,10 +37,11 @@ from harness import (
     parse_time,
     tail,
 )
-from tidemark import compressor, datasets
+from tidemark.timescale import compressor
+from tidemark.declare import catalog
 from tidemark.connection import connect
-from tidemark.report import format_report
-from tidemark.sources.synthetic import LedgerSource
+from tidemark.flows.report import format_report
+from tidemark.demo.synthetic import LedgerSource
 
 from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
 
@@ -143,7 +144,7 @@ def test_backfill_under_the_real_scheduler_is_concurrent_exact_and_compressed(
     deployment: AirflowDeployment, unpaused: datetime, dsn: str
 ) -> None:
     dep = deployment
-    ds = datasets.get("ledgers")
+    ds = catalog.get("ledgers")
     with connect(dsn) as conn:
         clear_window(conn, ds, START, END)
     boot_seconds = dep.boot_seconds
@@ -222,7 +223,7 @@ def test_backfill_under_the_real_scheduler_is_concurrent_exact_and_compressed(
     first_compression = progressive[0]
 
     assert peak >= 2 and pairs, explain(f"insert_batch task instances never overlapped: {intervals}")
-    # The sensor pokes, then waits in the triggerer (tidemark.triggers; TIDEMARK_SENSOR_DEFERRABLE=false: it
+    # The sensor pokes, then waits in the triggerer (tidemark.airflow.sensors; TIDEMARK_SENSOR_DEFERRABLE=false: it
     # reschedules instead): either way it must have looked while the batches were still loading.
     deferred = sensor_deferrals(dep, run_id)
     looked = [p["end"] for p in pokes] + deferred

@@ -20,9 +20,10 @@ from typing import Any
 import psycopg
 import pytest
 from tests.conftest import load_through_library
-from tidemark import backfill, catchup, cursors, live
+from tidemark.flows import backfill, catchup, live
+from tidemark.state import cursors
 from tidemark.connection import factory
-from tidemark.datasets import Dataset
+from tidemark.model.dataset import Dataset
 
 START = datetime(2024, 6, 1, tzinfo=UTC)
 PASSWORD = "tidemark-ui-test"
@@ -256,7 +257,7 @@ def test_an_unreachable_database_is_a_503_that_names_only_the_connection_id(clie
 
     from tests.conftest import free_port
     from tidemark.connection import connect
-    from tidemark.ui.app import create_app
+    from tidemark.airflow.ui.app import create_app
 
     port = free_port()  # nothing listens there
     secret_dsn = f"postgresql://tidemark:s3cret-pw@127.0.0.1:{port}/warehouse?sslmode=disable"

@@ -6,9 +6,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from tidemark import progress, runs
+from tidemark.state import progress, runs
 from tidemark.connection import connect
-from tidemark.schema import ensure_bookkeeping
+from tidemark.timescale.schema import ensure_bookkeeping
 
 from tests.conftest import EmbeddedEngine
 

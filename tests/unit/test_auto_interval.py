@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tidemark.errors import InvalidInput
-from tidemark.planner import AUTO_MAX_BATCHES, auto_interval, estimate_rows, plan_batches
+from tidemark.flows.plan import AUTO_MAX_BATCHES, auto_interval, estimate_rows, plan_batches
 
 UTC = timezone.utc
 D0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -84,7 +84,7 @@ def test_estimate_is_none_for_a_source_that_cannot_say() -> None:
 
 
 def test_estimate_of_the_demo_dataset_is_exact() -> None:
-    from tidemark.datasets import ledgers_dataset
+    from tidemark.demo.ledgers import ledgers_dataset
 
     ds = ledgers_dataset()
     assert estimate_rows(ds.feeds(), D0, D0 + timedelta(days=4)) == 1_151_755

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tidemark.triggers import DAG_TEST_POKE_SECONDS, dag_test_poke_seconds
+from tidemark.airflow.sensors import DAG_TEST_POKE_SECONDS, dag_test_poke_seconds
 
 
 def test_due_at_once_while_the_batches_left_are_about_to_run() -> None:

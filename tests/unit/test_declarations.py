@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tidemark import catalog
-from tidemark.column_types import parse_type
-from tidemark.dataset_files import DeclarationError, load_file
+from tidemark.declare import catalog
+from tidemark.model.column_types import parse_type
+from tidemark.declare.yaml_files import DeclarationError, load_file
 from tidemark.errors import InvalidInput
 from tidemark.sources import FilesSource, PythonSource, SqlSource
 

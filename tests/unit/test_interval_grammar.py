@@ -15,9 +15,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tidemark import airflow_adapter as af
+from tidemark.airflow import params
 from tidemark.errors import InvalidInput
-from tidemark.timeparse import INTERVAL_PATTERN, parse_interval
+from tidemark.model.timeparse import INTERVAL_PATTERN, parse_interval
 
 # ok: both accept. syntax: both refuse. value: well-formed, so the form lets it
 # through, and the parser refuses it with a message saying what to change.
@@ -95,11 +95,11 @@ def parser_accepts(text: str) -> bool:
 
 def schemas() -> dict[str, dict[str, Any]]:
     """The interval params' schemas as the DAGs build them (range_params and the live DAG's)."""
-    out = {"range_params.batch_interval": af.range_params(empty_range_means=None, default_interval="1 hour")[
+    out = {"range_params.batch_interval": params.range_params(empty_range_means=None, default_interval="1 hour")[
         "batch_interval"].schema}
     from airflow.sdk import Param
 
-    out["live.unit"] = Param("5 minutes", type="string", pattern=af.INTERVAL_PATTERN).schema
+    out["live.unit"] = Param("5 minutes", type="string", pattern=params.INTERVAL_PATTERN).schema
     return out
 
 
@@ -120,7 +120,7 @@ def test_form_and_parser_agree(text: str) -> None:
 
 
 def test_the_dags_use_the_parser_pattern() -> None:
-    assert af.INTERVAL_PATTERN == INTERVAL_PATTERN
+    assert params.INTERVAL_PATTERN == INTERVAL_PATTERN
     assert all(s["pattern"] == INTERVAL_PATTERN for s in schemas().values())
 
 

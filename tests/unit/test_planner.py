@@ -7,8 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tidemark.errors import InvalidInput
-from tidemark.planner import MAX_BATCHES, Batch, Plan, plan_batches
-from tidemark.timeparse import parse_interval
+from tidemark.flows.plan import MAX_BATCHES, Plan, plan_batches
+from tidemark.model.batch import Batch
+from tidemark.model.timeparse import parse_interval
 
 UTC = timezone.utc
 H = timedelta(hours=1)

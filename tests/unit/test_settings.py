@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tidemark import settings
-from tidemark.settings import InvalidSetting
+from tidemark import config as settings
+from tidemark.config import InvalidSetting
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((REPO / "dags").glob("tidemark_*.py"))

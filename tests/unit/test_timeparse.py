@@ -5,7 +5,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from tidemark.errors import InvalidInput, TidemarkError
-from tidemark.timeparse import format_interval, parse_instant, parse_interval
+from tidemark.model.timeparse import format_interval, parse_instant, parse_interval
 
 UTC = timezone.utc
 

@@ -5,8 +5,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tidemark.planner import Batch, plan_batches
-from tidemark.watermark import Watermark, advance, compute_watermark
+from tidemark.model.batch import Batch
+from tidemark.flows.plan import plan_batches
+from tidemark.flows.watermark import Watermark, advance, compute_watermark
 
 UTC = timezone.utc
 D0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -1,58 +1,25 @@
-"""Where a dataset's rows come from: one module per kind, one contract for all (``tidemark.sources.base``).
+"""Where a dataset's rows come from: one module per kind, registered in one place (``registry``).
 
 * ``sql`` - any PostgreSQL-protocol database behind an Airflow connection;
 * ``files`` - Parquet or CSV files, local or on object storage;
-* ``python`` - the user's own function;
-* ``synthetic`` - the built-in deterministic ledger stream of the demo.
+* ``python`` - the user's own function.
 
-``from_spec`` builds one from a declaration's ``source`` mapping (YAML).
+The demo's ``synthetic`` kind registers itself from ``tidemark.demo``. What
+a source must do is documented on :class:`tidemark.model.dataset.Source`;
+``registry.from_spec`` builds one from a declaration's ``source`` mapping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
-from tidemark.errors import InvalidInput
-from tidemark.sources.base import RowBatch, Source
+from tidemark.model.dataset import RowBatch, Source
+from tidemark.sources import registry
 from tidemark.sources.files import FilesSource
 from tidemark.sources.python import PythonSource
+from tidemark.sources.registry import from_spec
 from tidemark.sources.sql import SqlSource
-from tidemark.sources.synthetic import SyntheticLedgers, ledger_source
 
-__all__ = ["FilesSource", "PythonSource", "RowBatch", "Source", "SqlSource", "SyntheticLedgers", "from_spec", "KEYS"]
+__all__ = ["FilesSource", "PythonSource", "RowBatch", "Source", "SqlSource", "from_spec", "registry"]
 
-# The keys each kind takes besides `kind` (YAML declarations are checked against these).
-KEYS: dict[str, frozenset[str]] = {
-    "sql": frozenset({"conn_id", "query", "table", "schema", "tip_query", "count", "fetch_size"}),
-    "files": frozenset({"url", "format", "delimiter", "null", "count"}),
-    "python": frozenset({"callable", "tip", "count"}),
-    "synthetic": frozenset({"seed"}),
-}
-
-
-def from_spec(spec: Mapping[str, Any], base_dir: Path | None = None) -> Source:
-    kind = spec.get("kind")
-    if kind not in KEYS:
-        raise InvalidInput(f"source kind must be one of {', '.join(KEYS)}, got {kind!r}")
-    unknown = sorted(set(spec) - KEYS[kind] - {"kind"})
-    if unknown:
-        raise InvalidInput(f"unknown key {unknown[0]!r} for a {kind} source (it takes {', '.join(sorted(KEYS[kind]))})")
-    required = {"sql": "conn_id", "files": "url", "python": "callable"}.get(kind)
-    if required and required not in spec:
-        raise InvalidInput(f"a {kind} source needs the key {required!r}")
-    args = {k: v for k, v in spec.items() if k != "kind"}
-    try:
-        if kind == "sql":
-            return SqlSource(**args)
-        if kind == "files":
-            return FilesSource(**args, base_dir=base_dir)
-        if kind == "python":
-            return PythonSource(**args)
-        seed = args.get("seed", 42)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InvalidInput(f"synthetic seed must be an integer, got {seed!r}")
-        return ledger_source(seed)
-    except TypeError as exc:
-        raise InvalidInput(f"{kind} source: {exc}") from None
+registry.register("sql", SqlSource)
+registry.register("files", FilesSource)
+registry.register("python", PythonSource)

@@ -30,7 +30,7 @@ from tidemark.errors import InvalidInput
 from tidemark.sources import access
 
 if TYPE_CHECKING:
-    from tidemark.datasets import Hypertable
+    from tidemark.model.dataset import Hypertable
 
 log = logging.getLogger(__name__)
 

@@ -17,11 +17,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from tidemark.arrow_data import is_columnar
+from tidemark.load.arrow_data import is_columnar
 from tidemark.errors import InvalidInput
 
 if TYPE_CHECKING:
-    from tidemark.datasets import Hypertable
+    from tidemark.model.dataset import Hypertable
 
 
 def load_callable(path: str | Callable[..., Any], what: str = "callable") -> Callable[..., Any]:

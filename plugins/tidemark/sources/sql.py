@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from psycopg import sql
 
 from tidemark.connection import one
-from tidemark.datasets import check_identifier
+from tidemark.model.dataset import check_identifier
 from tidemark.errors import InvalidInput
 from tidemark.sources import access
-from tidemark.sources.base import RowBatch
+from tidemark.model.dataset import RowBatch
 
 if TYPE_CHECKING:
-    from tidemark.datasets import Hypertable
+    from tidemark.model.dataset import Hypertable
 
 _cursor_names = itertools.count()
 

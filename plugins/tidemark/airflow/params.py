@@ -1,0 +1,53 @@
+"""The trigger form's Params shared by the backfill and catchup DAGs: titled, described, JSON-schema validated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tidemark.declare import catalog
+from tidemark.model import timeparse
+
+
+INTERVAL_PATTERN = timeparse.INTERVAL_PATTERN  # the parser's own grammar, so form and parser agree
+
+
+AUTO_INTERVAL_PATTERN = r"^\s*[Aa][Uu][Tt][Oo]\s*$|" + INTERVAL_PATTERN
+
+
+def range_params(*, empty_range_means: str | None, default_interval: str, allow_auto: bool = False) -> dict[str, Any]:
+    """The trigger-form params shared by the backfill and catchup DAGs (JSON-schema validated).
+
+    ``empty_range_means`` explains what an empty start/end stands for; None
+    makes them required.
+    """
+    from airflow.sdk import Param
+
+
+
+    time_type: Any = ["null", "string"] if empty_range_means else "string"
+    empty = f" Empty: {empty_range_means}." if empty_range_means else ""
+    return {
+        "dataset": Param(
+            "ledgers", type="string", enum=catalog.names(), title="Dataset",
+            description="The dataset to load (its hypertables and source).",
+        ),
+        "start": Param(
+            None if empty_range_means else "2024-01-01T00:00:00+00:00", type=time_type, format="date-time",
+            title="Start (inclusive)",
+            description="Beginning of the range, ISO 8601 with offset (e.g. 2024-01-01T00:00:00+00:00)." + empty,
+        ),
+        "end": Param(
+            None if empty_range_means else "2024-01-02T00:00:00+00:00", type=time_type, format="date-time",
+            title="End (exclusive)", description="End of the range, ISO 8601 with offset." + empty,
+        ),
+        "batch_interval": Param(
+            default_interval, type="string", minLength=1,
+            pattern=AUTO_INTERVAL_PATTERN if allow_auto else INTERVAL_PATTERN, title="Batch interval",
+            description=(
+                "'auto' (sized from the source's density: about 250,000 rows per batch, whole chunks) or the time "
+                "covered by one batch, e.g. '3 hours', '1 day', '30 minutes'. At most 1,024 batches per run."
+                if allow_auto else
+                "Time covered by one batch, e.g. '3 hours', '1 day', '30 minutes'. At most 1,024 batches per run."
+            ),
+        ),
+    }

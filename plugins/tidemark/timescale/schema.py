@@ -1,0 +1,239 @@
+"""Creating a dataset's hypertables and Tidemark's own bookkeeping, idempotently.
+
+Every DAG run calls ``ensure_schema`` first, so it must be cheap and safe to
+repeat and to race: it serialises itself on an advisory lock, creates only
+what is missing and never alters compression settings of a table that already
+has them (TimescaleDB refuses that once chunks are compressed).
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from tidemark.model.column_types import parse_type
+from tidemark.connection import one
+from tidemark.model.dataset import Column, Dataset, Hypertable
+from tidemark.errors import InvalidInput
+
+BOOKKEEPING = "tidemark"
+_SCHEMA_LOCK = 0x7469_6465  # "tide": one advisory lock for all schema changes
+
+_BOOKKEEPING_DDL = [
+    "CREATE SCHEMA IF NOT EXISTS tidemark",
+    # One row per loaded batch window, written in the batch's own transaction:
+    # the ledger never claims rows that did not commit with it.
+    """CREATE TABLE IF NOT EXISTS tidemark.batch_ledger (
+        dataset text NOT NULL,
+        window_start timestamptz NOT NULL,
+        window_end timestamptz NOT NULL,
+        row_counts jsonb NOT NULL,
+        run_id text NOT NULL,
+        committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (dataset, window_start),
+        CHECK (window_start < window_end))""",
+    # Last time fully ingested per dataset (live ingestion and catchup publish).
+    """CREATE TABLE IF NOT EXISTS tidemark.cursors (
+        dataset text PRIMARY KEY,
+        position timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        updated_by text NOT NULL)""",
+    # A backfill/catchup run's claim on a window and its progress, so a second
+    # overlapping run can refuse up front and a restarted sensor can resume.
+    """CREATE TABLE IF NOT EXISTS tidemark.runs (
+        run_id text PRIMARY KEY,
+        dataset text NOT NULL,
+        kind text NOT NULL,
+        window_start timestamptz NOT NULL,
+        window_end timestamptz NOT NULL,
+        state text NOT NULL DEFAULT 'running',
+        planned_batches integer NOT NULL DEFAULT 0,
+        watermark_batches integer NOT NULL DEFAULT 0,
+        watermark_time timestamptz,
+        peak_backlog_chunks integer NOT NULL DEFAULT 0,
+        peak_backlog_bytes bigint NOT NULL DEFAULT 0,
+        last_batch_end_at timestamptz,
+        started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        finished_at timestamptz,
+        report jsonb)""",
+    # Every compress_chunk Tidemark ran: the report and the tests read it to
+    # prove compression happened progressively, not at the end.
+    """CREATE TABLE IF NOT EXISTS tidemark.compression_log (
+        id bigserial PRIMARY KEY,
+        run_id text,
+        dataset text NOT NULL,
+        hypertable text NOT NULL,
+        chunk text NOT NULL,
+        range_start timestamptz NOT NULL,
+        range_end timestamptz NOT NULL,
+        phase text NOT NULL,
+        bytes_before bigint,
+        bytes_after bigint,
+        seconds double precision NOT NULL,
+        compressed_at timestamptz NOT NULL DEFAULT clock_timestamp())""",
+    "CREATE INDEX IF NOT EXISTS compression_log_run_id ON tidemark.compression_log (run_id)",
+    # One row per sensor poke (watermark, backlog, rows so far): the UI's backlog plot.
+    # Bounded per run and pruned by tidemark.state.progress.record_poke; goes with the run's row.
+    """CREATE TABLE IF NOT EXISTS tidemark.poke_history (
+        run_id text NOT NULL REFERENCES tidemark.runs (run_id) ON DELETE CASCADE,
+        at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        watermark_batches integer NOT NULL,
+        watermark_time timestamptz,
+        backlog_chunks integer NOT NULL,
+        backlog_bytes bigint NOT NULL,
+        remaining_chunks integer NOT NULL,
+        remaining_bytes bigint NOT NULL,
+        rows_loaded bigint NOT NULL,
+        PRIMARY KEY (run_id, at))""",
+    # Compression policy jobs Tidemark switched off for a load, to switch back on.
+    """CREATE TABLE IF NOT EXISTS tidemark.paused_policies (
+        job_id integer PRIMARY KEY,
+        dataset text NOT NULL,
+        hypertable text NOT NULL,
+        paused_by text NOT NULL,
+        paused_at timestamptz NOT NULL DEFAULT clock_timestamp())""",
+]
+
+
+def table_ident(table: Hypertable) -> sql.Identifier:
+    return sql.Identifier(table.schema, table.name)
+
+
+def regclass_text(conn: psycopg.Connection, table: Hypertable) -> str:
+    """The quoted qualified name, as a value for ``::regclass`` parameters."""
+    return table_ident(table).as_string(conn)
+
+
+def _column_list(conn: psycopg.Connection, names: tuple[str, ...]) -> str:
+    return ",".join(sql.Identifier(n).as_string(conn) for n in names)
+
+
+def ensure_bookkeeping(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        for ddl in _BOOKKEEPING_DDL:
+            conn.execute(ddl)
+
+
+def ensure_schema(conn: psycopg.Connection, dataset: Dataset) -> Dataset:
+    """Create what is missing; returns the dataset with every table's columns known."""
+    ensure_bookkeeping(conn)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        resolved = resolve(conn, dataset)
+        for table in resolved.tables:
+            _ensure_hypertable(conn, table)
+    return resolved
+
+
+def existing_columns(conn: psycopg.Connection, table: Hypertable) -> list[tuple[str, str, bool]] | None:
+    """(name, format_type, nullable) of an existing table's columns, or None if there is no such table."""
+    oid = conn.execute("SELECT to_regclass(%s)::oid", (regclass_text(conn, table),)).fetchone()
+    if not oid or oid[0] is None:
+        return None
+    return [
+        (r[0], r[1], r[2])
+        for r in conn.execute(
+            "SELECT attname, format_type(atttypid, atttypmod), NOT attnotnull FROM pg_catalog.pg_attribute"
+            " WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (oid[0],),
+        ).fetchall()
+    ]
+
+
+def resolve(conn: psycopg.Connection, dataset: Dataset) -> Dataset:
+    """Fill in columns of tables declared without them, and check declared ones against existing tables.
+
+    Refuses (InvalidInput, before any write) a table that neither exists nor
+    declares its columns, a declared column the existing table lacks, or one
+    whose declared type differs from the table's.
+    """
+    tables = []
+    for table in dataset.tables:
+        found = existing_columns(conn, table)
+        if found is None:
+            if table.columns is None:
+                raise InvalidInput(
+                    f"dataset {dataset.name!r}: table {table.qualified} does not exist and declares no columns; "
+                    "create it or declare its columns"
+                )
+            tables.append(table)
+            continue
+        actual = {name: (typ, nullable) for name, typ, nullable in found}
+        if table.columns is None:
+            try:
+                cols = [Column(name, typ, nullable) for name, typ, nullable in found]
+            except InvalidInput as exc:
+                raise InvalidInput(
+                    f"dataset {dataset.name!r}: table {table.qualified} has a column Tidemark cannot load ({exc}); "
+                    "declare the columns to load"
+                ) from None
+            tables.append(table.with_columns(cols))
+            continue
+        for col in table.columns:
+            if col.name not in actual:
+                raise InvalidInput(
+                    f"dataset {dataset.name!r}: table {table.qualified} has no column {col.name!r} "
+                    f"(it has {list(actual)})"
+                )
+            typ = actual[col.name][0]
+            try:
+                same = parse_type(typ).sql == col.type
+            except InvalidInput:
+                same = False
+            if not same:
+                raise InvalidInput(
+                    f"dataset {dataset.name!r}: column {table.qualified}.{col.name} is declared {col.type} but the "
+                    f"table has {typ}"
+                )
+        tables.append(table)
+    return dataset.with_tables(tables)
+
+
+def _ensure_hypertable(conn: psycopg.Connection, table: Hypertable) -> None:
+    ident = table_ident(table)
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(c.name),
+            sql.SQL(c.type),  # rendered from the closed grammar of tidemark.model.column_types, never user text
+            sql.SQL("" if c.nullable else " NOT NULL"),
+        )
+        for c in table.cols
+    )
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(table.schema)))
+    conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(ident, columns))
+    regclass = regclass_text(conn, table)
+    is_hyper = one(conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM timescaledb_information.hypertables"
+        " WHERE hypertable_schema = %s AND hypertable_name = %s)",
+        (table.schema, table.name),
+    ))[0]
+    if not is_hyper:
+        has_rows = one(conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(ident)))[0]
+        if has_rows:
+            raise InvalidInput(
+                f"table {table.qualified} exists with rows but is not a hypertable; convert it first "
+                f"(SELECT create_hypertable('{table.qualified}', by_range('{table.time_column}'), migrate_data => true))"
+            )
+        conn.execute(
+            "SELECT create_hypertable(%s::regclass, by_range(%s, %s::interval), if_not_exists => true)",
+            (regclass, table.time_column, table.chunk_interval),
+        )
+    enabled = conn.execute(
+        "SELECT compression_enabled FROM timescaledb_information.hypertables"
+        " WHERE hypertable_schema = %s AND hypertable_name = %s",
+        (table.schema, table.name),
+    ).fetchone()
+    if not (enabled and enabled[0]):
+        options: list[sql.Composable] = [sql.SQL("timescaledb.compress")]
+        if table.segmentby:
+            options.append(sql.SQL("timescaledb.compress_segmentby = {}").format(sql.Literal(_column_list(conn, table.segmentby))))
+        if table.orderby:
+            options.append(sql.SQL("timescaledb.compress_orderby = {}").format(sql.Literal(_column_list(conn, table.orderby))))
+        conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(ident, sql.SQL(", ").join(options)))
+    conn.execute(
+        "SELECT add_compression_policy(%s::regclass, compress_after => %s::interval, if_not_exists => true)",
+        (regclass, table.compress_after),
+    )
