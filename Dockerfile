@@ -22,3 +22,7 @@ COPY pyproject.toml README.md /opt/tidemark/
 COPY plugins/tidemark /opt/tidemark/plugins/tidemark
 COPY dags /opt/tidemark/dags
 RUN pip install --no-cache-dir --no-deps /opt/tidemark
+
+# Production declares only your own datasets: the demo's synthetic `ledgers` is off (it is the default; said
+# here so an image never inherits it from a developer's shell).
+ENV TIDEMARK_DEMO=off

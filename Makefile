@@ -18,7 +18,7 @@ AIRFLOW_ENV = AIRFLOW_HOME=$(CURDIR)/.tidemark/airflow \
 	AIRFLOW_CONN_TIDEMARK_TIMESCALE=postgresql://postgres:postgres@127.0.0.1:$(TIDEMARK_DB_PORT)/postgres \
 	PYTHONPATH=$(CURDIR)/plugins
 
-.PHONY: help setup pg-setup pg-start pg-stop airflow-port-free airflow-env test test-unit demo example airflow bench db-start db-stop db-status clean
+.PHONY: help setup pg-setup redis-setup pg-start pg-stop airflow-port-free airflow-env test test-unit demo example airflow bench db-start db-stop db-status clean
 
 help:
 	@echo "make demo    - set up, start the embedded TimescaleDB and run tidemark_backfill; prints the report"
@@ -30,7 +30,7 @@ help:
 	@echo "make pg-start | pg-stop - Airflow's PostgreSQL metadata DB (embedded/pgctl; make clean removes it)"
 
 # Idempotent: each stamp is rebuilt only when its inputs change.
-setup: $(VENV)/.stamp embedded/node_modules/.stamp pg-setup tests/browser/node_modules/.stamp $(CHROMIUM)
+setup: $(VENV)/.stamp embedded/node_modules/.stamp pg-setup redis-setup tests/browser/node_modules/.stamp $(CHROMIUM)
 
 # Debian's PostgreSQL 15 server (embedded/pgctl: Airflow's metadata DB for `make airflow` and the
 # real-scheduler tests). Installed only where it is missing; no system cluster is created or started.
@@ -47,11 +47,31 @@ pg-setup:
 	fi
 	@test -x $(PG_BIN)/initdb || { echo "postgresql-15 is not installed ($(PG_BIN)/initdb missing)"; exit 1; }
 
-$(VENV)/.stamp: requirements.txt
+# Debian's Redis server: the Celery broker of the CeleryExecutor test (tests/scheduler/test_celery_executor.py
+# starts and stops a redis-server of its own on a free port). Installed only where it is missing; a
+# policy-rc.d that denies every start (unless one is there already) keeps the package's own service down.
+REDIS_SERVER ?= /usr/bin/redis-server
+redis-setup:
+	@if [ ! -x $(REDIS_SERVER) ]; then \
+	  echo "installing redis-server (apt-get)"; \
+	  ours=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && $(SUDO) chmod 755 /usr/sbin/policy-rc.d && ours=1; \
+	  fi; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    -o Dpkg::Options::=--force-confold redis-server >/dev/null; \
+	  [ -z "$$ours" ] || $(SUDO) rm -f /usr/sbin/policy-rc.d; \
+	fi
+	@test -x $(REDIS_SERVER) || { echo "redis-server is not installed ($(REDIS_SERVER) missing)"; exit 1; }
+
+# `tidemark` (pyproject's console script) is a wrapper over the checkout, not `pip install -e .`: an installed package's
+# airflow.plugins entry point would take the UI plugin over from plugins/tidemark_ui_plugin.py (tests/ui/test_plugin_loading.py).
+$(VENV)/.stamp: requirements.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	printf '#!/bin/sh\nPYTHONPATH="%s/plugins$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s/$(PY)" -m tidemark "$$@"\n' "$(CURDIR)" "$(CURDIR)" >$(VENV)/bin/tidemark && chmod +x $(VENV)/bin/tidemark
 	touch $@
 
 embedded/node_modules/.stamp: embedded/package.json embedded/package-lock.json
@@ -80,7 +100,7 @@ db-status:
 test: setup
 	$(PY) -m mypy
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	TIDEMARK_DEMO=on $(PY) -m pytest
 
 test-unit: setup
 	$(PY) -m pytest tests/unit
@@ -94,7 +114,7 @@ test-unit: setup
 DEMO_CONF ?= {"dataset": "ledgers", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00", "batch_interval": "auto"}
 
 demo: setup db-start .tidemark/airflow/.migrated
-	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 $(PY) -m tidemark.demo '$(DEMO_CONF)'
+	$(AIRFLOW_ENV) TIDEMARK_DEMO=on AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 $(PY) -m tidemark.demo '$(DEMO_CONF)'
 
 # The worked example of "Load your own data": a YAML dataset over daily Parquet files, loaded by the same DAG.
 EXAMPLE_CONF ?= {"dataset": "weather", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-08T00:00:00+00:00", "batch_interval": "auto"}
@@ -111,7 +131,8 @@ export TIDEMARK_PG_DATA ?= $(CURDIR)/.tidemark/pg
 AIRFLOW_PORT ?= 8080
 PG_PORT = $(shell TIDEMARK_PG_DATA='$(TIDEMARK_PG_DATA)' TIDEMARK_PG_PORT='$(TIDEMARK_PG_PORT)' embedded/pgctl port)
 AIRFLOW_METADATA = postgresql+psycopg2://postgres@127.0.0.1:$(PG_PORT)/airflow
-AIRFLOW_SERVE_ENV = $(AIRFLOW_ENV) \
+# The demo's `ledgers` dataset is declared here (TIDEMARK_DEMO=on): the README's CLI reruns load it.
+AIRFLOW_SERVE_ENV = $(AIRFLOW_ENV) TIDEMARK_DEMO=on \
 	AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=$(AIRFLOW_METADATA) \
 	AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM=6 \
 	AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
@@ -149,7 +170,7 @@ $(VENV)/.bench-stamp: bench/requirements.txt $(VENV)/.stamp
 	touch $@
 
 bench: setup $(VENV)/.bench-stamp
-	$(PY) bench/run_all.py
+	TIDEMARK_DEMO=on $(PY) bench/run_all.py
 
 clean:
 	-embedded/dbctl stop

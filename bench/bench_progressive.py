@@ -7,7 +7,7 @@ the library, not Airflow, in a fresh database per strategy:
   (a) progressive: P worker threads load batches in index order through
       ``backfill.insert_batch`` (each opening its own connections via
       ``tidemark.connection.factory``), with the DAG's backpressure
-      (``backfill.wait_reason``, at most P batches ahead of the watermark), while
+      (``progressive.wait_reason``, at most P batches ahead of the watermark), while
       a poker thread calls ``backfill.poke`` every ``--poke-interval`` seconds
       with the states and results so far; then ``backfill.finalize``.
   (b) compress at end: the same loaders (no poker, no backpressure), then
@@ -41,11 +41,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from progressive_plot import plot  # noqa: E402
 from common import (  # noqa: E402
     RESULTS, UTC, Ratio, Side, base_parser, fresh_side, log, print_ratios, write_result,
 )
 
-from tidemark.flows import backfill  # noqa: E402
+from tidemark.flows import backfill, progressive  # noqa: E402
 from tidemark.timescale import compressor
 from tidemark.connection import connect as open_connection  # noqa: E402
 from tidemark.connection import factory  # noqa: E402
@@ -121,7 +122,7 @@ def run_strategy(side: Side, strategy: str, args: Any) -> dict[str, Any]:
     sampler = Sampler(side.dsn, side, START, end, t0, args.sample_interval)
     sampler.start()
     planned = backfill.plan_run(connect, request, run_id)
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = planned["plan"], planned["batches"]
     lock = threading.Lock()
     states: dict[int, str] = {}
     results: dict[int, dict[str, Any]] = {}
@@ -131,7 +132,7 @@ def run_strategy(side: Side, strategy: str, args: Any) -> dict[str, Any]:
     errors: list[BaseException] = []
     waits = {"count": 0, "seconds": 0.0}
     queue = list(reversed(batches))
-    progressive = strategy == "progressive"
+    is_progressive = strategy == "progressive"
 
     def worker() -> None:
         try:
@@ -140,14 +141,14 @@ def run_strategy(side: Side, strategy: str, args: Any) -> dict[str, Any]:
                     if not queue or errors:
                         return
                     b = queue.pop()
-                if progressive:
+                if is_progressive:
                     w0 = time.perf_counter()
-                    while backfill.wait_reason(connect, summary, b, max_ahead=max_ahead, sibling_failed=False,
+                    while progressive.wait_reason(connect, summary, b, max_ahead=max_ahead, sibling_failed=False,
                                                stale_after=timedelta(seconds=60)):
                         waits["count"] += 1
                         time.sleep(args.poke_interval / 2)
                     waits["seconds"] += time.perf_counter() - w0
-                r = backfill.insert_batch(connect, summary, b, compress=progressive)
+                r = backfill.insert_batch(connect, summary, b, compress=is_progressive)
                 with lock:
                     results[b["index"]] = r
                     states[b["index"]] = "success"
@@ -166,8 +167,7 @@ def run_strategy(side: Side, strategy: str, args: Any) -> dict[str, Any]:
                 with lock:
                     snapshot = dict(states)
                 p0 = time.perf_counter()
-                outcome = backfill.poke(connect, summary, batches, snapshot,
-                                        lambda idx: {i: results.get(i) for i in idx})
+                outcome = progressive.poke(connect, summary, snapshot)
                 poke_seconds.append(time.perf_counter() - p0)
                 if outcome.watermark.completed != last or outcome.compressed_now:
                     wm_events.append({"t": now(), "completed": outcome.watermark.completed,
@@ -187,7 +187,7 @@ def run_strategy(side: Side, strategy: str, args: Any) -> dict[str, Any]:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, name=f"loader-{i}") for i in range(P)]
-    if progressive:
+    if is_progressive:
         threads.append(threading.Thread(target=poker, name="poker"))
     for t in threads:
         t.start()
@@ -198,7 +198,7 @@ def run_strategy(side: Side, strategy: str, args: Any) -> dict[str, Any]:
         raise errors[0]
     t_last_batch = max(e["t"] for e in done_events)
     final_pass_seconds = None
-    if progressive:
+    if is_progressive:
         t_compressed_client = poke_done["t"]
     else:
         f0 = time.perf_counter()
@@ -210,7 +210,7 @@ def run_strategy(side: Side, strategy: str, args: Any) -> dict[str, Any]:
             raise RuntimeError(f"compression failed: {bad[0].error}")
         t_compressed_client = now()
     f0 = time.perf_counter()
-    report = backfill.finalize(connect, summary, batches, states, results)
+    report = backfill.finalize(connect, summary, states, results)
     finalize_seconds = round(time.perf_counter() - f0, 3)
     wall = now()
     sampler.stop()
@@ -270,87 +270,6 @@ def run_strategy(side: Side, strategy: str, args: Any) -> dict[str, Any]:
             "end_t": wall,
         },
     }
-
-
-def plot(runs: dict[str, dict[str, Any]], path: Path, args: Any) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot (pip install matplotlib==3.11.2)")
-        return None
-    titles = {
-        "progressive": f"(a) progressive compression: {args.parallel} loaders (at most "
-                       f"{args.parallel if getattr(args, 'max_ahead', None) is None else args.max_ahead} batches ahead of "
-                       f"the watermark) + sensor poking every {args.poke_interval:g} s",
-        "at_end": f"(b) compress at end: {args.parallel} loaders, then compress every chunk",
-    }
-    colors = {"progressive": "tab:blue", "at_end": "tab:orange"}
-    fig, axes = plt.subplots(2, 1, figsize=(11, 7.5), sharex=True, sharey=True)
-    ymax = max(max((s["chunks"] for s in r["timeline"]["samples"]), default=0) for r in runs.values()) or 1
-    xmax = max(r["timeline"]["end_t"] for r in runs.values())
-    for ax, (name, r) in zip(axes, runs.items()):
-        tl = r["timeline"]
-        xs = [s["t"] for s in tl["samples"]]
-        ys = [s["chunks"] for s in tl["samples"]]
-        c = colors[name]
-        ax.step(xs, ys, where="post", color=c, lw=1.8)
-        ax.fill_between(xs, ys, step="post", color=c, alpha=0.15)
-        per = [max(s["per_table"].values()) if s["per_table"] else 0 for s in tl["samples"]]
-        ax.step(xs, per, where="post", color=c, lw=1, ls="--", alpha=0.8)
-        # Batch completions: a rug of ticks along the bottom.
-        bx = [e["t"] for e in tl["batch_done"]]
-        ax.plot(bx, [-0.04 * ymax] * len(bx), ls="none", marker="|", ms=10, color="black")
-        # Watermark advances: triangles on the top edge, annotated with the batches behind it.
-        wx = [e["t"] for e in tl["watermark"] if e["completed"]]
-        if wx:
-            ax.plot(wx, [ymax * 1.04] * len(wx), ls="none", marker="v", ms=6, color="tab:green")
-            if len(wx) <= 24:
-                for e in tl["watermark"]:
-                    if e["completed"]:
-                        ax.annotate(f"{e['completed']}", xy=(e["t"], ymax * 1.04), xytext=(5, -3),
-                                    textcoords="offset points", fontsize=7, color="tab:green")
-        ax.axvline(tl["last_batch_t"], color="gray", ls=":", lw=1.2)
-        ax.axvline(tl["compressed_t"], color="red", ls=":", lw=1.2)
-        ax.annotate(
-            f"tail {r['tail_seconds']:.1f} s", xy=(tl["compressed_t"], ymax * 0.55),
-            xytext=(6, 0), textcoords="offset points", color="red", fontsize=9,
-        )
-        ax.set_title(
-            f"{titles[name]}\nwall {r['wall_seconds']:.1f} s, peak {r['peak_uncompressed_chunks']} chunks "
-            f"({r['peak_uncompressed_chunks_per_hypertable']} per hypertable, "
-            f"{r['peak_uncompressed_bytes'] / 1048576:.1f} MiB)",
-            fontsize=10, loc="left",
-        )
-        ax.set_ylabel("uncompressed chunks")
-        ax.set_ylim(-0.09 * ymax, ymax * 1.12)
-        ax.set_xlim(-0.02 * xmax, xmax * 1.08)  # room for the tail label
-        ax.grid(True, alpha=0.3)
-    axes[-1].set_xlabel("seconds since the run started")
-    from matplotlib.lines import Line2D
-
-    proxies = [
-        Line2D([], [], color="dimgray", lw=1.8, label="uncompressed chunks (all hypertables)"),
-        Line2D([], [], color="dimgray", lw=1, ls="--", label="max per hypertable"),
-        Line2D([], [], color="black", ls="none", marker="|", ms=10, label="batch committed"),
-        Line2D([], [], color="tab:green", ls="none", marker="v", ms=6, label="watermark advance (batches behind it)"),
-        Line2D([], [], color="gray", ls=":", lw=1.2, label="last batch committed"),
-        Line2D([], [], color="red", ls=":", lw=1.2, label="every chunk compressed"),
-    ]
-    fig.legend(handles=proxies, loc="lower center", ncol=3, fontsize=9, frameon=False)
-    first = next(iter(runs.values()))
-    fig.suptitle(
-        f"Tidemark: uncompressed backlog over time - {first['rows']:,} rows, {first['batches']} batches of "
-        f"{args.batch_hours:g} h, {first['chunks']} chunks (6 h), {first['side'].get('database', '')}",
-        fontsize=11,
-    )
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from common import (  # noqa: E402
     UTC, Ratio, base_parser, fmt_stats, fresh_side, log, print_ratios, run_library_loop, stats, write_result,
 )
 
-from tidemark.flows import backfill  # noqa: E402
+from tidemark.flows import backfill, progressive  # noqa: E402
 from tidemark.timescale import compressor
 from tidemark.state import runs
 from tidemark.connection import factory  # noqa: E402
@@ -144,7 +144,7 @@ def poke_cost(args: Any) -> dict[str, Any]:
             })
             run_id = f"bench-poke-{n}"
             planned = backfill.plan_run(connect, request, run_id)
-            summary, batches = planned["summary"], planned["batches"]
+            summary, batches = planned["plan"], planned["batches"]
             assert len(batches) == n, (n, len(batches))
             done = n - 4
             wm_time = Batch.from_dict(batches[done - 1]).end
@@ -162,11 +162,11 @@ def poke_cost(args: Any) -> dict[str, Any]:
                 fetched.append(len(idx))
                 return {i: results.get(i) for i in idx}
 
-            backfill.poke(connect, summary, batches, states, fetch)  # warm-up
+            progressive.poke(connect, summary, states)  # warm-up
             times = []
             for _ in range(args.repeat):
                 t0 = time.perf_counter()
-                outcome = backfill.poke(connect, summary, batches, states, fetch)
+                outcome = progressive.poke(connect, summary, states)
                 times.append(time.perf_counter() - t0)
             assert outcome.watermark.completed == done, outcome.watermark
             # The Python side alone: what poke does with the plan before touching the database.

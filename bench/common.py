@@ -289,7 +289,7 @@ def run_library_loop(
     every TIDEMARK_POKE_INTERVAL s), and once the last batch is in, it pokes
     until the watermark is complete; then finalize.
     """
-    from tidemark.flows import backfill
+    from tidemark.flows import backfill, progressive
     from tidemark.connection import factory
 
     connect_ = factory(dsn)
@@ -299,7 +299,7 @@ def run_library_loop(
     )
     planned = backfill.plan_run(connect_, request, run_id)
     t_plan = time.perf_counter()
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = planned["plan"], planned["batches"]
     states: dict[int, str] = {}
     results: dict[int, dict[str, Any]] = {}
     insert_s = poke_s = 0.0
@@ -309,7 +309,7 @@ def run_library_loop(
     def poke_once() -> bool:
         nonlocal poke_s, pokes, last_poke
         p0 = time.perf_counter()
-        outcome = backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
+        outcome = progressive.poke(connect_, summary, states)
         last_poke = time.perf_counter()
         poke_s += last_poke - p0
         pokes += 1
@@ -325,7 +325,7 @@ def run_library_loop(
     while batches and not poke_once():
         pass
     f0 = time.perf_counter()
-    report = backfill.finalize(connect_, summary, batches, states, results)
+    report = backfill.finalize(connect_, summary, states, results)
     t_end = time.perf_counter()
     return {
         "batches": len(batches),

@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 
 
 def _installed_as_entry_point() -> bool:
-    return any(ep.value.startswith("tidemark.ui.plugin") for ep in entry_points(group="airflow.plugins"))
+    return any(ep.value.startswith("tidemark.airflow.ui.plugin") for ep in entry_points(group="airflow.plugins"))
 
 
 if not _installed_as_entry_point():

@@ -55,6 +55,8 @@ os.environ.update(
         # Airflow before that (any airflow.sdk import) would hold a config without one. Set it up front.
         "AIRFLOW__API_AUTH__JWT_SECRET": os.environ.get("AIRFLOW__API_AUTH__JWT_SECRET") or uuid.uuid4().hex,
         "TIDEMARK_RETRY_DELAY": "1",  # every task retries (TIDEMARK_RETRIES, 2): keep the waits short
+        # The demo's `ledgers` is what most tests load (a test of a deployment without it sets it off).
+        "TIDEMARK_DEMO": os.environ.get("TIDEMARK_DEMO") or "on",
     }
 )
 
@@ -224,12 +226,12 @@ def load_through_library(
     dsn: str, req: Any, run_id: str, *, only: int | None = None, fail: Any = frozenset()
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[int, str], dict[int, dict[str, Any]]]:
     """Plan, then the first ``only`` batches in order with a poke after each; batches in ``fail`` count as failed."""
-    from tidemark.flows import backfill
+    from tidemark.flows import backfill, progressive
     from tidemark.connection import factory
 
     connect_ = factory(dsn)
     planned = backfill.plan_run(connect_, req, run_id)
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = planned["plan"], planned["batches"]
     states: dict[int, str] = {}
     results: dict[int, dict[str, Any]] = {}
     for b in batches[:only]:
@@ -238,7 +240,7 @@ def load_through_library(
             continue
         results[b["index"]] = backfill.insert_batch(connect_, summary, b)
         states[b["index"]] = "success"
-        backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
+        progressive.poke(connect_, summary, states)
     return summary, batches, states, results
 
 

@@ -20,7 +20,6 @@ from tidemark.model.dataset import Column, Dataset, Hypertable
 from tidemark.errors import BadRow
 from tidemark.errors import InvalidInput, TidemarkError
 from tidemark.sources import FilesSource, PythonSource, RowBatch, Source, SqlSource
-from tidemark.demo.synthetic import SyntheticLedgers
 
 __all__ = [
     "BadRow",
@@ -33,7 +32,6 @@ __all__ = [
     "RowBatch",
     "Source",
     "SqlSource",
-    "SyntheticLedgers",
     "TidemarkError",
     "register",
 ]

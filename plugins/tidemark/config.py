@@ -16,17 +16,19 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Generic, TypeVar
 
-from tidemark.errors import TidemarkError
+from tidemark.errors import InvalidInput, TidemarkError
+from tidemark.model.schedule import parse_schedule
 
-__all__ = ["InvalidSetting", "Settings", "SPECS", "load"]
+__all__ = [
+    "Faults", "InvalidSetting", "Settings", "SPECS", "dataset_file_max_bytes", "dataset_modules", "datasets_dirs",
+    "direct_compress", "faults",
+    "load", "setting",
+]
 
 T = TypeVar("T")
-
-# Presets Airflow accepts as a schedule besides a five-field cron expression.
-_SCHEDULE_PRESETS = frozenset({"@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"})
-
 
 class InvalidSetting(TidemarkError):
     """A ``TIDEMARK_*`` environment variable has a value Tidemark cannot use."""
@@ -82,13 +84,12 @@ def _write_mode(text: str) -> str:
 
 def _schedule(text: str) -> str:
     value = text.strip()
-    if value in _SCHEDULE_PRESETS:
+    if value in ("@once", "@continuous"):
         return value
-    from croniter import croniter  # an Airflow dependency; only needed when a schedule is set
-
-    if len(value.split()) != 5 or not croniter.is_valid(value):
-        raise ValueError(text)
-    return value
+    try:
+        return parse_schedule(value)
+    except InvalidInput:
+        raise ValueError(text) from None
 
 
 SPECS: tuple[Spec[object], ...] = (
@@ -112,7 +113,12 @@ SPECS: tuple[Spec[object], ...] = (
     Spec("TIDEMARK_RETRY_DELAY", _seconds(allow_zero=True), "seconds, a number >= 0", "5", None,
          "seconds between retries, for every task of the three DAGs"),
     Spec("TIDEMARK_LIVE_SCHEDULE", _schedule, "a five-field cron expression or an Airflow preset such as @hourly",
-         "* * * * *", None, "schedule of `tidemark_live`"),
+         "* * * * *", None, "schedule of a dataset's live DAG when its `live:` block gives none"),
+    Spec("TIDEMARK_DEMO", _boolean, "on or off", "off", None,
+         "declare the demo's synthetic `ledgers` dataset (`make demo`, `make test`, `make bench` and `make airflow` "
+         "switch it on; never on in production)"),
+    Spec("TIDEMARK_DATASET_FILE_MAX_BYTES", _integer(1), "an integer >= 1 (bytes)", "1048576", None,
+         "a dataset file (YAML) larger than this is refused without being read"),
 )
 
 
@@ -127,6 +133,7 @@ class Settings:
     retries: int
     retry_delay_seconds: float
     live_schedule: str
+    demo: bool
 
     @property
     def retry_delay(self) -> timedelta:
@@ -170,6 +177,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         retries=_as(int, resolved["TIDEMARK_RETRIES"]),
         retry_delay_seconds=_as(float, resolved["TIDEMARK_RETRY_DELAY"]),
         live_schedule=_as(str, resolved["TIDEMARK_LIVE_SCHEDULE"]),
+        demo=_as(bool, resolved["TIDEMARK_DEMO"]),
     )
 
 
@@ -177,3 +185,79 @@ def _as(kind: type[T], value: object) -> T:
     if not isinstance(value, kind):
         raise TypeError(f"setting parsed to {type(value).__name__}, expected {kind.__name__}")
     return value
+
+
+def setting(name: str, env: Mapping[str, str] | None = None) -> object:
+    """One setting of :data:`SPECS`, read and validated alone (for core code that needs just that one).
+
+    A setting that defaults to another resolves through it, so this agrees
+    with :func:`load` value for value.
+    """
+    source = os.environ if env is None else env
+    resolved: dict[str, object] = {}
+    for spec in SPECS:
+        resolved[spec.name] = _value(spec, source, resolved)
+        if spec.name == name:
+            return resolved[name]
+    raise KeyError(f"no setting {name}")
+
+
+def direct_compress(env: Mapping[str, str] | None = None) -> str:
+    """``TIDEMARK_DIRECT_COMPRESS``: ``auto``, ``on`` or ``off``."""
+    return _as(str, setting("TIDEMARK_DIRECT_COMPRESS", env))
+
+
+def dataset_file_max_bytes(env: Mapping[str, str] | None = None) -> int:
+    """``TIDEMARK_DATASET_FILE_MAX_BYTES``, read alone: the catalogue must not fail on another setting's typo."""
+    spec = next(s for s in SPECS if s.name == "TIDEMARK_DATASET_FILE_MAX_BYTES")
+    return _as(int, _value(spec, os.environ if env is None else env, {}))
+
+
+# Where declarations are found. Not in SPECS: they are paths and module names, not tuning, and the
+# README documents them with the declarations ("Load your own data").
+def datasets_dirs(env: Mapping[str, str] | None = None) -> list[Path] | None:
+    """``TIDEMARK_DATASETS_DIR``: the folders of YAML declarations (``os.pathsep``-separated), None if unset."""
+    raw = (os.environ if env is None else env).get("TIDEMARK_DATASETS_DIR", "")
+    if not raw.strip():
+        return None
+    folders = [Path(d.strip()) for d in raw.split(os.pathsep) if d.strip()]
+    relative = [str(f) for f in folders if not f.is_absolute()]
+    if relative:
+        # Each process (dag-processor, every worker) would resolve it against its own working directory.
+        raise InvalidSetting(f"environment variable TIDEMARK_DATASETS_DIR={raw!r} is not valid: {relative[0]!r} is a "
+                             "relative path; give absolute folders, the same on every machine")
+    return [f.resolve() for f in folders]
+
+
+def dataset_modules(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """``TIDEMARK_DATASET_MODULES``: Python modules declaring datasets (comma-separated)."""
+    raw = (os.environ if env is None else env).get("TIDEMARK_DATASET_MODULES", "")
+    return tuple(m.strip() for m in raw.split(",") if m.strip())
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Fault injection for tests and drills (``tidemark.faults``); empty ``spec`` in normal operation."""
+
+    spec: str
+    counter_dir: Path
+    marker: Path | None
+    pause_seconds: float
+
+
+def faults(env: Mapping[str, str] | None = None) -> Faults:
+    """``TIDEMARK_FAULTS`` and ``TIDEMARK_FAULT_*``, read at each call so a test can change them between runs."""
+    source = os.environ if env is None else env
+    marker = source.get("TIDEMARK_FAULT_MARKER")
+    pause = source.get("TIDEMARK_FAULT_PAUSE", "").strip()
+    try:
+        pause_seconds = _seconds(allow_zero=True)(pause) if pause else 30.0
+    except ValueError:
+        raise InvalidSetting(f"environment variable TIDEMARK_FAULT_PAUSE={pause!r} is not valid: "
+                             "expected seconds, a number >= 0") from None
+    return Faults(
+        spec=source.get("TIDEMARK_FAULTS", ""),
+        counter_dir=Path(source.get("TIDEMARK_FAULT_DIR") or "/tmp/tidemark-faults"),
+        marker=Path(marker) if marker else None,
+        pause_seconds=pause_seconds,
+    )

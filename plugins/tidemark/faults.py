@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from pathlib import Path
 
+from tidemark import config
 from tidemark.errors import TidemarkError
 
 _ITEM = re.compile(r"^(?P<point>[\w.]+)(?:@(?P<where>\*|\d+))?(?:x(?P<times>\d+))?$")
@@ -26,7 +26,7 @@ class InjectedFault(TidemarkError):
 
 
 def active(point: str, index: int | None = None) -> bool:
-    spec = os.environ.get("TIDEMARK_FAULTS", "")
+    spec = config.faults().spec
     for item in filter(None, (s.strip() for s in spec.split(","))):
         m = _ITEM.match(item)
         if not m or m["point"] != point:
@@ -42,7 +42,7 @@ def active(point: str, index: int | None = None) -> bool:
 
 def _take(key: str, times: int) -> bool:
     """Count one firing of ``key``; True while fewer than ``times`` have fired."""
-    folder = Path(os.environ.get("TIDEMARK_FAULT_DIR", "/tmp/tidemark-faults"))
+    folder = config.faults().counter_dir
     folder.mkdir(parents=True, exist_ok=True)
     counter = folder / key.replace("/", "_")
     with open(counter, "a+") as f:
@@ -56,7 +56,7 @@ def _take(key: str, times: int) -> bool:
 
 def check(point: str, index: int | None = None) -> None:
     if active(point, index):
-        raise InjectedFault(f"injected fault {point}@{index} (TIDEMARK_FAULTS={os.environ.get('TIDEMARK_FAULTS')!r})")
+        raise InjectedFault(f"injected fault {point}@{index} (TIDEMARK_FAULTS={config.faults().spec!r})")
 
 
 def pause(point: str, index: int | None = None) -> None:
@@ -67,7 +67,7 @@ def pause(point: str, index: int | None = None) -> None:
     """
     if not active(point, index):
         return
-    marker = os.environ.get("TIDEMARK_FAULT_MARKER")
-    if marker:
-        Path(marker).write_text(f"{point}@{index} pid={os.getpid()}")
-    time.sleep(float(os.environ.get("TIDEMARK_FAULT_PAUSE", "30")))
+    settings = config.faults()
+    if settings.marker is not None:
+        settings.marker.write_text(f"{point}@{index} pid={os.getpid()}")
+    time.sleep(settings.pause_seconds)

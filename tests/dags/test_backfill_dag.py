@@ -22,6 +22,7 @@ from tidemark.flows.verify import source_counts
 
 UTC = timezone.utc
 DAG_FILE = Path(__file__).resolve().parents[2] / "dags" / "tidemark_backfill.py"
+DAG_DEFINITIONS = Path(__file__).resolve().parents[2] / "plugins" / "tidemark" / "airflow"
 
 
 def load_dag(dag_id: str = "tidemark_backfill") -> Any:
@@ -72,7 +73,11 @@ def test_dag_imports_without_database_or_connection(airflow_db: Path, monkeypatc
     dag = load_dag()
     assert dag.dag_id == DAG_FILE.stem
     assert dag.doc_md and "Resume" in dag.doc_md
-    assert dag.timetable.__class__.__name__ == "CronDataIntervalTimetable"
+    assert dag.timetable.__class__.__name__ == "NullTimetable", "the generic DAG never runs on a schedule"
+    assert "dataset" in dag.params and dag.params.get_param("dataset").schema["enum"]
+    own = load_dag("tidemark_backfill__ledgers")  # the demo's dataset declares schedule: "@daily"
+    assert own.timetable.__class__.__name__ == "CronDataIntervalTimetable" and "dataset" not in own.params
+    assert own.dag_display_name == "Tidemark backfill · ledgers" and "dataset:ledgers" in own.tags
     for name in dag.params:
         param = dag.params.get_param(name)
         assert param.schema.get("title") and param.description and param.schema.get("type"), name
@@ -86,13 +91,21 @@ def test_dag_imports_without_database_or_connection(airflow_db: Path, monkeypatc
     assert dag.get_task("finalize").trigger_rule == "all_done"
 
 
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    return imported + [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+
+
 def test_dag_file_is_wiring_only() -> None:
-    tree = ast.parse(DAG_FILE.read_text())
-    imported = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    airflow = [m for m in imported if m and m.startswith("airflow")]
-    assert airflow and all(m.startswith("airflow.sdk") for m in airflow), airflow
-    assert "psycopg" not in DAG_FILE.read_text()
+    """The DAG files call the factory and nothing else; the DAGs it builds speak only Airflow's task SDK."""
+    for dag_file in DAG_FILE.parent.glob("tidemark_*.py"):
+        assert _imports(dag_file) == ["tidemark.airflow"], dag_file
+        assert "psycopg" not in dag_file.read_text()
+    for definition in ("backfill_dag.py", "catchup_dag.py", "live_dag.py", "factory.py"):
+        airflow = [m for m in _imports(DAG_DEFINITIONS / definition) if m.startswith("airflow")]
+        assert airflow and all(m.startswith(("airflow.sdk", "airflow.providers")) for m in airflow), (definition, airflow)
+        assert "psycopg" not in (DAG_DEFINITIONS / definition).read_text()
 
 
 @pytest.mark.parametrize(
@@ -157,7 +170,8 @@ def test_backfill_end_to_end_exact_compressed_and_idempotent(registered_dataset:
 def test_scheduled_run_loads_its_data_interval(registered_dataset: Dataset, airflow_conn: str, dsn: str) -> None:
     """Empty start/end: the run's data interval (what scheduled runs and `airflow backfill create` get)."""
     day = datetime(2024, 3, 2, tzinfo=UTC)
-    run = load_dag().test(logical_date=day, run_conf={"dataset": registered_dataset.name, "batch_interval": "6 hours"})
+    own = load_dag(f"tidemark_backfill__{registered_dataset.name}")  # the dataset's own DAG, scheduled @daily
+    run = own.test(logical_date=day, run_conf={"batch_interval": "6 hours"})
     assert run.state == "success"
     assert (run.data_interval_start, run.data_interval_end) == (day - timedelta(days=1), day)
     with connect(dsn) as conn:

@@ -71,22 +71,20 @@ def test_catchup_dag_with_a_failed_batch_publishes_nothing_then_resumes(
 def test_live_dag_ingests_below_threshold_and_hands_over_above(
     airflow_db: Path, private_engine: EmbeddedEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On an engine of its own with the stock `ledgers` dataset: the catchup run live triggers is
-    validated against tidemark_catchup's serialised params, whose dataset enum only reliably holds
-    the datasets registered at parse time."""
+    """On an engine of its own with the demo's `ledgers` dataset: its live DAG hands over to its own catchup DAG."""
     from airflow.models.dagrun import DagRun
 
     private_engine.start()
     dsn = private_engine.dsn
     monkeypatch.setenv("AIRFLOW_CONN_TIDEMARK_TIMESCALE", dsn.split("?")[0])
     live_dataset = catalog.get("ledgers")
-    dag = load_dag("tidemark_live")
+    dag = load_dag("tidemark_live__ledgers")  # the demo's dataset declares a live block
     with connect(dsn) as conn:
         from tidemark.timescale.schema import ensure_schema
 
         ensure_schema(conn, live_dataset)
         cursors.initialise(conn, live_dataset.name, START, by="test")
-    base = {"dataset": live_dataset.name, "unit": "5 minutes", "lag_threshold": "1 hour", "max_units": 2}
+    base = {"unit": "5 minutes", "lag_threshold": "1 hour", "max_units": 2}
     assert dag.test(run_conf={**base, "tip": (START + timedelta(minutes=12)).isoformat()}).state == "success"
     assert cursor(dsn, live_dataset) == START + timedelta(minutes=10)
     assert dag.test(run_conf={**base, "tip": (START + timedelta(minutes=16)).isoformat()}).state == "success"
@@ -101,11 +99,11 @@ def test_live_dag_ingests_below_threshold_and_hands_over_above(
     assert counts(dsn, live_dataset, START, START + timedelta(days=1)) == before, "live wrote while handing over"
     assert cursor(dsn, live_dataset) == START + timedelta(minutes=15)
     run_id = f"catchup__{live_dataset.name}__{(START + timedelta(minutes=15)).strftime('%Y%m%dT%H%M%S')}"
-    triggered = DagRun.find(dag_id="tidemark_catchup", run_id=run_id)
+    triggered = DagRun.find(dag_id="tidemark_catchup__ledgers", run_id=run_id)
     assert len(triggered) == 1
     assert triggered[0].conf == {"dataset": live_dataset.name, "start": (START + timedelta(minutes=15)).isoformat(),
                                  "end": (START + timedelta(hours=2)).isoformat(), "batch_interval": "15 minutes"}
     # While that catchup is queued, live only waits.
     assert dag.test(run_conf={**base, "tip": far.isoformat()}).state == "success"
     assert counts(dsn, live_dataset, START, START + timedelta(days=1)) == before
-    assert len(DagRun.find(dag_id="tidemark_catchup", run_id=run_id)) == 1
+    assert len(DagRun.find(dag_id="tidemark_catchup__ledgers", run_id=run_id)) == 1

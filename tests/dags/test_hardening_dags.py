@@ -91,7 +91,8 @@ def test_a_rival_the_execution_api_says_does_not_exist_is_abandoned(
 # --------------------------------------------------------------------------- 2. + 3. retries
 
 
-@pytest.mark.parametrize("dag_id", ["tidemark_backfill", "tidemark_catchup", "tidemark_live"])
+@pytest.mark.parametrize("dag_id", ["tidemark_backfill", "tidemark_catchup", "tidemark_backfill__ledgers",
+                                    "tidemark_catchup__ledgers", "tidemark_live__ledgers"])
 def test_every_task_retries_after_the_one_configured_delay(
     airflow_db: Path, monkeypatch: pytest.MonkeyPatch, dag_id: str
 ) -> None:

@@ -25,6 +25,11 @@ def meter_rows(t: datetime) -> dict[str, Any]:
     return {"t": t, "meter": f"m{k % 3}", "kwh": None if k % 97 == 0 else round(k * 0.25, 2), "tags": [f"k{k % 5}"]}
 
 
+def meter_readings(start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+    """A table-level source: one reading a minute over [EPOCH, TIP), nothing elsewhere."""
+    return (meter_rows(t) for t in minutes(max(start, EPOCH), min(end, TIP)))
+
+
 def meters(start: datetime, end: datetime) -> dict[str, Any]:
     """A dataset-level source: one call per window feeds both tables (rows as dicts, and Arrow)."""
     times = [t for t in minutes(max(start, EPOCH), min(end, TIP))]

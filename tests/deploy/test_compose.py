@@ -468,6 +468,8 @@ def problems_tidemark_env(c: dict) -> Problems:
         else:
             if parallel < 1:
                 p.append(f"{n}: TIDEMARK_MAX_PARALLEL_BATCHES {parallel} < 1")
+        if str(env.get("TIDEMARK_DEMO", "off")).lower() not in ("off", "false", "0", "no"):
+            p.append(f"{n}: TIDEMARK_DEMO={env['TIDEMARK_DEMO']!r}: the demo's ledgers would load into production")
     return p
 
 

@@ -23,7 +23,7 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import REPO, EmbeddedEngine, registered, unique_dataset
-from tidemark.flows import backfill
+from tidemark.flows import backfill, progressive
 from tidemark.timescale import compressor
 from tidemark.state import ledger, runs
 from tidemark.connection import DatabaseUnreachable, connect, factory
@@ -67,14 +67,14 @@ def run_backfill(
     """A whole backfill through the library, in batch order, poking after each batch."""
     connect_ = factory(dsn)
     planned = backfill.plan_run(connect_, request(ds, start, end), run_id, alive)
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = planned["plan"], planned["batches"]
     states: dict[int, str] = {}
     results: dict[int, dict] = {}
     for b in batches:
         results[b["index"]] = backfill.insert_batch(connect_, summary, b)
         states[b["index"]] = "success"
-        backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-    return backfill.finalize(connect_, summary, batches, states, results)
+        progressive.poke(connect_, summary, states)
+    return backfill.finalize(connect_, summary, states, results)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def kill_mid_backfill_then_resume(
     """
     connect_ = factory(engine.dsn)
     planned = backfill.plan_run(connect_, request(d), run_id)
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = planned["plan"], planned["batches"]
     states: dict[int, str] = {}
     results: dict[int, dict] = {}
 
@@ -120,7 +120,7 @@ def kill_mid_backfill_then_resume(
             results[b["index"]] = backfill.insert_batch(connect_, summary, b, compress=compress)
             states[b["index"]] = "success"
             if poke_each:  # progressive compression makes these durable
-                backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
+                progressive.poke(connect_, summary, states)
 
     load(batches[:durable], poke_each=True)
     # Asynchronous commits still in flight: nothing compressed or logged after them (a compression's commit
@@ -134,8 +134,8 @@ def kill_mid_backfill_then_resume(
     assert lost, "expected the kill to lose asynchronous commits (the trade-off under test)"
     # Resume the same run: the remaining batches, then finalize, which must find and reload the lost ones.
     load(batches[durable + in_flight:], poke_each=False)
-    backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-    report = backfill.finalize(connect_, summary, batches, states, results)
+    progressive.poke(connect_, summary, states)
+    report = backfill.finalize(connect_, summary, states, results)
     assert report["batches"]["reloaded_after_verification"] == len(lost)
     return report
 
@@ -173,7 +173,7 @@ def test_engine_killed_then_new_run_with_same_params_equals_clean_run(
         connect_ = factory(dsn)
         planned = backfill.plan_run(connect_, request(d), "first")
         for b in planned["batches"][:7]:
-            backfill.insert_batch(connect_, planned["summary"], b)
+            backfill.insert_batch(connect_, planned["plan"], b)
         private_engine.kill9()
         private_engine.start()
         with pytest.raises(runs.RunConflict, match="overlaps backfill run 'first'"):
@@ -234,7 +234,7 @@ def test_batch_raising_after_commit_converges_on_retry(
     monkeypatch.setenv("TIDEMARK_FAULTS", "insert_batch.after_commit@2x1")
     connect_ = factory(dsn)
     planned = backfill.plan_run(connect_, request(ds), "after-commit")
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = planned["plan"], planned["batches"]
     states: dict[int, str] = {}
     results: dict[int, dict] = {}
     for b in batches:
@@ -245,8 +245,8 @@ def test_batch_raising_after_commit_converges_on_retry(
                 break
             except Exception as exc:  # noqa: BLE001
                 assert "injected fault insert_batch.after_commit@2" in str(exc) and attempt == 0
-        backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-    backfill.finalize(connect_, summary, batches, states, results)
+        progressive.poke(connect_, summary, states)
+    backfill.finalize(connect_, summary, states, results)
     snap = snapshot(conn, ds)
     expected = [source_counts(ds, START + timedelta(hours=h), START + timedelta(hours=h + 1)) for h in range(HOURS)]
     assert snap["windows"] == expected
@@ -263,14 +263,14 @@ def test_compression_error_is_retried_on_a_later_poke(
     monkeypatch.setenv("TIDEMARK_DIRECT_COMPRESS", "off")
     connect_ = factory(dsn)
     planned = backfill.plan_run(connect_, request(ds, START, START + timedelta(hours=6)), "compress-err")
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = planned["plan"], planned["batches"]
     results = {b["index"]: backfill.insert_batch(connect_, summary, b, compress=False) for b in batches}
     states = {i: "success" for i in results}
     monkeypatch.setenv("TIDEMARK_FAULTS", "compress.error@*x3")  # every attempt for the first chunk fails
-    first = backfill.poke(connect_, summary, batches, states, lambda idx: {i: results[i] for i in idx})
+    first = progressive.poke(connect_, summary, states)
     assert first.compress_failures == 1 and first.compressed_now == 2
     assert "failed, retried next poke" in first.line()
-    second = backfill.poke(connect_, summary, batches, states, lambda idx: {i: results[i] for i in idx})
+    second = progressive.poke(connect_, summary, states)
     assert second.compress_failures == 0 and second.compressed_now == 1
     assert all(c.is_compressed for c in compressor.list_chunks(conn, ds, START, START + timedelta(hours=6)))
 
@@ -286,22 +286,24 @@ def test_lock_timeouts_and_deadlocks_count_as_transient() -> None:
 # --------------------------------------------------------------------------- 4. sensor killed
 
 
-def test_sensor_retry_recomputes_the_watermark_from_scratch(dsn: str, conn: psycopg.Connection, ds: Dataset) -> None:
+def test_sensor_retry_reads_the_watermark_from_the_ledger(dsn: str, conn: psycopg.Connection, ds: Dataset) -> None:
+    """The watermark is the committed prefix in the ledger: a lost commit holds it back, a lost progress row does not."""
     connect_ = factory(dsn)
     planned = backfill.plan_run(connect_, request(ds), "sensor-retry")
-    summary, batches = planned["summary"], planned["batches"]
-    results = {b["index"]: backfill.insert_batch(connect_, summary, b) for b in batches[:8]}
-    states: dict[int, str | None] = {i: "success" for i in results}
-    fetch = lambda idx: {i: results.get(i) for i in idx}  # noqa: E731
-    assert backfill.poke(connect_, summary, batches, states, fetch).watermark.completed == 8
-    # The sensor dies; meanwhile batch 5 is cleared for a rerun. Its retry must not trust the old watermark.
-    states[5] = None
-    again = backfill.poke(connect_, summary, batches, states, fetch)
-    assert again.watermark.completed == 5
-    # A lost progress row (or a first poke after a crash) starts from zero and converges.
-    conn.execute("UPDATE tidemark.runs SET watermark_batches = 0 WHERE run_id = %s", (summary["run_id"],))
-    states[5] = "success"
-    assert backfill.poke(connect_, summary, batches, states, fetch).watermark.completed == 8
+    summary, batches = planned["plan"], planned["batches"]
+    for b in batches[:8]:
+        backfill.insert_batch(connect_, summary, b)
+    states: dict[int, str | None] = {b["index"]: "success" for b in batches[:8]}
+    # Batch 5's asynchronous commit was lost in a crash (its rows and its ledger row with it): the prefix stops there.
+    conn.execute("DELETE FROM tidemark.batch_ledger WHERE dataset = %s AND window_start = %s",
+                 (ds.name, batches[5]["start"]))
+    assert progressive.poke(connect_, summary, states).watermark.completed == 5
+    backfill.insert_batch(connect_, summary, batches[5])  # its retry
+    assert progressive.poke(connect_, summary, states).watermark.completed == 8
+    # A lost progress row (or a first poke after a crash) starts from the run's start and converges.
+    conn.execute("UPDATE tidemark.runs SET watermark_batches = 0, watermark_time = NULL WHERE run_id = %s",
+                 (summary["run_id"],))
+    assert progressive.poke(connect_, summary, states).watermark.completed == 8
 
 
 # --------------------------------------------------------------------------- 5. overlapping runs
@@ -343,12 +345,12 @@ def test_database_errors_fail_the_batch_and_the_ledger_does_not_claim_it(
     connect_ = factory(dsn)
     planned = backfill.plan_run(connect_, request(ds, START, START + timedelta(hours=2)), "db-error")
     with pytest.raises(error) as caught:
-        backfill.insert_batch(connect_, planned["summary"], planned["batches"][0])
+        backfill.insert_batch(connect_, planned["plan"], planned["batches"][0])
     assert ("tiny_amounts" in str(caught.value)) or ("No space left" in str(caught.value))
     assert ledger.entries(conn, ds.name, START, START + timedelta(hours=2)) == []
     assert all(n == 0 for n, _ in checksum(conn, ds, START, START + timedelta(hours=2)).values())
     with pytest.raises(backfill.RunFailed, match=r"batches \[0, 1\] failed"):
-        backfill.finalize(connect_, planned["summary"], planned["batches"], {0: "failed", 1: "upstream_failed"}, {})
+        backfill.finalize(connect_, planned["plan"], {0: "failed", 1: "upstream_failed"}, {})
 
 
 # --------------------------------------------------------------------------- hostile input

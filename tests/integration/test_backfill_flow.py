@@ -36,7 +36,7 @@ def test_full_flow_loads_verifies_and_compresses_progressively(dsn: str, conn: p
     assert len(batches) == 8
     chunks = compressor.list_chunks(conn, registered_dataset, START, START + timedelta(hours=24))
     assert sum(c.is_compressed for c in chunks) >= 6  # compressed while batches were still arriving
-    report = backfill.finalize(factory(dsn), summary, batches, states, results)
+    report = backfill.finalize(factory(dsn), summary, states, results)
     expected = source_counts(registered_dataset, START, START + timedelta(hours=24))
     assert report["rows_in_window"] == expected
     assert report["chunks"]["compressed"] == report["chunks"]["in_window"] == 12
@@ -44,7 +44,7 @@ def test_full_flow_loads_verifies_and_compresses_progressively(dsn: str, conn: p
     assert all(c.is_compressed for c in compressor.list_chunks(conn, registered_dataset, START, START + timedelta(hours=24)))
     # Rerun: nothing left to plan.
     again = backfill.plan_run(factory(dsn), request(registered_dataset), "flow-2")
-    assert again["batches"] == [] and again["summary"]["skipped_windows"] == 8
+    assert again["batches"] == [] and again["plan"]["skipped_windows"] == 8
 
 
 def test_a_failed_batch_stalls_the_watermark_and_finalize_fails(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
@@ -61,7 +61,7 @@ def test_a_failed_batch_stalls_the_watermark_and_finalize_fails(dsn: str, conn: 
         assert state[("operations", START + timedelta(hours=6))] is False
         assert state[("operations", START + timedelta(hours=12))] is False
     with pytest.raises(backfill.RunFailed, match=r"batches \[3\] failed.*clear the failed task"):
-        backfill.finalize(factory(dsn), summary, batches, states, results)
+        backfill.finalize(factory(dsn), summary, states, results)
     assert state == {(c.hypertable, c.range_start): c.is_compressed for c in compressor.list_chunks(conn, registered_dataset)}
 
 
@@ -87,7 +87,7 @@ def test_compression_policies_are_paused_for_the_load_and_restored(
     assert policies.scheduled(conn, registered_dataset) == {t.name: False for t in registered_dataset.tables}
     states, results = {}, {}
     for b in planned["batches"]:
-        results[b["index"]] = backfill.insert_batch(connect, planned["summary"], b)
+        results[b["index"]] = backfill.insert_batch(connect, planned["plan"], b)
         states[b["index"]] = "success"
-    backfill.finalize(connect, planned["summary"], planned["batches"], states, results)
+    backfill.finalize(connect, planned["plan"], states, results)
     assert policies.scheduled(conn, registered_dataset) == {t.name: True for t in registered_dataset.tables}

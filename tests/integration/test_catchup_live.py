@@ -36,8 +36,8 @@ def stage_all(dsn: str, ds: Dataset, run_id: str, skip: set[int] = frozenset()) 
     planned = catchup.plan_catchup(factory(dsn), request(ds), run_id)
     for b in planned["batches"]:
         if b["index"] not in skip:
-            catchup.stage_batch(factory(dsn), planned["summary"], b)
-    return planned["summary"], planned["batches"]
+            catchup.stage_batch(factory(dsn), planned["plan"], b)
+    return planned["plan"], planned["batches"]
 
 
 def staging_exists(conn: psycopg.Connection, schema: str) -> bool:
@@ -51,7 +51,7 @@ def test_catchup_publishes_everything_at_once_and_matches_a_backfill(
     assert len(batches) == 6
     assert visible(conn, registered_dataset) == 0, "staged rows must not be visible before the publish"
     assert cursors.position(conn, registered_dataset.name) == START
-    result = catchup.publish(factory(dsn), summary, batches)
+    result = catchup.publish(factory(dsn), summary)
     expected = source_counts(registered_dataset, START, END)
     assert result["published"] == expected
     assert cursors.position(conn, registered_dataset.name) == END
@@ -62,22 +62,22 @@ def test_catchup_publishes_everything_at_once_and_matches_a_backfill(
     with registered(unique_dataset(conn)) as other:
         planned = backfill.plan_run(factory(dsn), request(other), "bf-same")
         for b in planned["batches"]:
-            backfill.insert_batch(factory(dsn), planned["summary"], b)
+            backfill.insert_batch(factory(dsn), planned["plan"], b)
     assert checksum(conn, other, START, END) == checksum(conn, registered_dataset, START, END)
 
 
 def test_failed_batch_publishes_nothing_until_it_is_rerun(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:
     summary, batches = stage_all(dsn, registered_dataset, "cu-2", skip={3})
     with pytest.raises(catchup.StagingIncomplete, match=r"lacks batches \[3\]"):
-        catchup.publish(factory(dsn), summary, batches)
+        catchup.publish(factory(dsn), summary)
     assert visible(conn, registered_dataset) == 0
     assert cursors.position(conn, registered_dataset.name) == START
     # A rerun (cleared task, or a new run with the same params) stages only what is missing.
     again = catchup.plan_catchup(factory(dsn), request(registered_dataset), "cu-2b")
-    assert again["summary"]["staging"] == summary["staging"]
-    assert again["summary"]["already_staged"] == [0, 1, 2, 4, 5]
-    catchup.stage_batch(factory(dsn), again["summary"], batches[3])
-    catchup.publish(factory(dsn), again["summary"], again["batches"])
+    assert again["plan"]["staging"] == summary["staging"]
+    assert again["plan"]["already_staged"] == [0, 1, 2, 4, 5]
+    catchup.stage_batch(factory(dsn), again["plan"], batches[3])
+    catchup.publish(factory(dsn), again["plan"])
     assert checksum(conn, registered_dataset, START, END) == {
         t: (n, checksum(conn, registered_dataset, START, END)[t][1]) for t, n in source_counts(registered_dataset, START, END).items()
     }
@@ -88,7 +88,7 @@ def test_publish_aborts_when_the_cursor_moved(dsn: str, conn: psycopg.Connection
     summary, batches = stage_all(dsn, registered_dataset, "cu-3")
     assert cursors.compare_and_swap(conn, registered_dataset.name, START, START + timedelta(minutes=5), by="someone else")
     with pytest.raises(catchup.CursorMoved, match="nothing written"):
-        catchup.publish(factory(dsn), summary, batches)
+        catchup.publish(factory(dsn), summary)
     assert visible(conn, registered_dataset) == 0
     assert cursors.position(conn, registered_dataset.name) == START + timedelta(minutes=5)
     assert staging_exists(conn, summary["staging"])
@@ -118,7 +118,7 @@ def test_engine_killed_during_publish_is_all_or_nothing(
 
         def run() -> None:
             try:
-                catchup.publish(factory(dsn), summary, batches)
+                catchup.publish(factory(dsn), summary)
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 
@@ -141,7 +141,7 @@ def test_engine_killed_during_publish_is_all_or_nothing(
                 assert position == START and all(n == 0 for n, _ in rows.values())
                 # Unlogged staging did not survive the crash: publish refuses and names the batches.
                 with pytest.raises(catchup.StagingIncomplete, match=r"lacks batches \[0, 1, 2, 3, 4, 5\]"):
-                    catchup.publish(factory(dsn), summary, batches)
+                    catchup.publish(factory(dsn), summary)
             else:
                 assert position == END and {t: n for t, (n, _) in rows.items()} == expected
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tidemark.flows import backfill
+from tidemark.flows import backfill, progressive
 from tidemark.timescale import columnstore, compressor
 from tidemark.connection import factory
 from tidemark.model.dataset import Dataset
@@ -42,7 +42,7 @@ def plan(connect: Any, ds: Dataset, hours: int, interval: str, run_id: str) -> t
         "dataset": ds.name, "start": START.isoformat(),
         "end": (START + timedelta(hours=hours)).isoformat(), "batch_interval": interval})
     planned = backfill.plan_run(connect, request, run_id)
-    return planned["summary"], planned["batches"]
+    return planned["plan"], planned["batches"]
 
 
 def test_direct_batches_leave_every_chunk_compressed_and_backpressure_off(
@@ -53,13 +53,13 @@ def test_direct_batches_leave_every_chunk_compressed_and_backpressure_off(
     summary, batches = plan(connect, registered_dataset, 48, "auto", "direct-1")
     assert summary["direct_compress"] and not summary["recompress_unordered"]
     # The last batch first: with classic COPY it would wait; here nothing is uncompressed, so it never does.
-    assert backfill.wait_reason(connect, summary, batches[-1], max_ahead=1, sibling_failed=False,
+    assert progressive.wait_reason(connect, summary, batches[-1], max_ahead=1, sibling_failed=False,
                                 stale_after=timedelta(minutes=1)) is None
     results = {b["index"]: backfill.insert_batch(connect, summary, b) for b in reversed(batches)}
     chunks = compressor.list_chunks(conn, registered_dataset, START, START + timedelta(hours=48))
     assert chunks and all(c.is_compressed for c in chunks)
     states = {b["index"]: "success" for b in batches}
-    report = backfill.finalize(connect, summary, batches, states, results)
+    report = backfill.finalize(connect, summary, states, results)
     assert report["write_mode"].startswith("direct") and report["bytes"]["written_compressed"] > 0
     assert report["rows_in_window"] == registered_dataset.source.expected_counts(  # type: ignore[union-attr]
         registered_dataset.tables, START, START + timedelta(hours=48))
@@ -82,7 +82,7 @@ def test_classic_batches_far_ahead_wait_and_sibling_states_are_asked_only_then(
         return ask
 
     def reason(batch: int, failed: bool) -> str | None:
-        return backfill.wait_reason(connect, summary, batches[batch], max_ahead=2, sibling_failed=siblings(failed),
+        return progressive.wait_reason(connect, summary, batches[batch], max_ahead=2, sibling_failed=siblings(failed),
                                     stale_after=timedelta(minutes=1))
 
     assert reason(1, failed=False) is None and not asked  # within max_ahead of the prefix: loads, no API call

@@ -11,8 +11,11 @@ from typing import Any, NotRequired, Required, get_args, get_origin, get_type_hi
 import pytest
 
 from tests.conftest import registered
-from tidemark.flows import backfill
+from tidemark.flows import backfill, progressive
+from tidemark.flows.request import BackfillRequest
 from tidemark.model import payloads
+from tidemark.model.batch import Batch
+from tidemark.model.run_plan import PayloadMismatch, RunPlan
 from tidemark.connection import factory
 from tidemark.model.dataset import Dataset
 
@@ -67,28 +70,36 @@ def ds(dataset: Dataset) -> Any:
 
 def test_a_real_runs_payloads_match_their_types(dsn: str, ds: Dataset) -> None:
     connect = factory(dsn)
-    req = backfill.BackfillRequest.from_params({"dataset": ds.name, "start": START.isoformat(),
-                                                "end": (START + timedelta(hours=6)).isoformat(), "batch_interval": "3 hours"})
+    req = BackfillRequest.from_params({"dataset": ds.name, "start": START.isoformat(),
+                                       "end": (START + timedelta(hours=6)).isoformat(), "batch_interval": "3 hours"})
     planned = via_xcom(backfill.plan_run(connect, req, "payload-types"))
     assert conforms(planned, payloads.Planned, "planned") == []
-    summary, batches = payloads.check_summary(planned["summary"]), planned["batches"]
-    results = {b["index"]: via_xcom(backfill.insert_batch(connect, summary, payloads.check_batch(b))) for b in batches}
+    plan = RunPlan.of(planned["plan"])
+    assert plan.to_payload() == planned["plan"], "the plan reads back from XCom to the same plan"
+    results = {b["index"]: via_xcom(backfill.insert_batch(connect, plan, plan.batch_of(b))) for b in planned["batches"]}
     for i, r in results.items():
         assert conforms(r, payloads.BatchResultPayload, f"result {i}") == []
     states = {i: "success" for i in results}
-    backfill.poke(connect, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-    report = via_xcom(backfill.finalize(connect, summary, batches, states, results))
+    progressive.poke(connect, plan, states)
+    report = via_xcom(backfill.finalize(connect, plan, states, results))
     assert conforms(report, payloads.Report, "report") == []
 
-    dry = backfill.BackfillRequest.from_params({**{"dataset": ds.name, "start": START.isoformat(),
-                                                   "end": (START + timedelta(hours=6)).isoformat()}, "dry_run": True})
-    dry_summary = via_xcom(backfill.plan_run(connect, dry, "payload-dry"))["summary"]
-    assert conforms(dry_summary, payloads.Summary, "dry summary") == [] and "would_load" in dry_summary
+    dry = BackfillRequest.from_params({"dataset": ds.name, "start": START.isoformat(),
+                                       "end": (START + timedelta(hours=6)).isoformat(), "dry_run": True})
+    dry_planned = via_xcom(backfill.plan_run(connect, dry, "payload-dry"))
+    assert conforms(dry_planned["plan"], payloads.PlanPayload, "dry plan") == []
+    assert dry_planned["plan"]["dry_run"] is True and dry_planned["batches"] == [], "a dry run maps no batch"
+    # The windows were loaded just above: the dry run's plan says so (skipped), and would load nothing.
+    assert dry_planned["plan"]["skipped_windows"] == dry_planned["plan"]["total_windows"] >= 1
 
 
 def test_a_payload_of_the_wrong_shape_is_named_at_the_boundary() -> None:
-    with pytest.raises(payloads.PayloadMismatch, match="summary lacks batch_interval, dataset"):
-        payloads.check_summary({"run_id": "x", "start": "s", "end": "e", "total_windows": 1, "skipped_windows": 0,
-                                "planned_batches": 1, "dry_run": False})
-    with pytest.raises(payloads.PayloadMismatch, match="batch is a list"):
-        payloads.check_batch([0, "2024-01-01", "2024-01-02"])
+    with pytest.raises(PayloadMismatch, match="the plan lacks batch_interval, batches, dataset"):
+        RunPlan.of({"run_id": "x", "start": "s", "end": "e", "total_windows": 1, "skipped_windows": 0,
+                    "planned_batches": 1, "dry_run": False})
+    with pytest.raises(PayloadMismatch, match="the plan is a list"):
+        RunPlan.of([0, "2024-01-01", "2024-01-02"])  # type: ignore[arg-type]
+    plan = RunPlan("r", "d", START, START + timedelta(hours=2), timedelta(hours=1),
+                   (Batch(0, START, START + timedelta(hours=1)), Batch(1, START + timedelta(hours=1), START + timedelta(hours=2))))
+    with pytest.raises(PayloadMismatch, match="is not batch 1 of the run's plan"):
+        plan.batch_of({"index": 1, "start": START.isoformat(), "end": (START + timedelta(hours=1)).isoformat()})

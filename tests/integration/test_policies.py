@@ -10,7 +10,7 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import registered
-from tidemark.flows import backfill
+from tidemark.flows import backfill, progressive
 from tidemark.timescale import policies
 from tidemark.connection import connect, factory
 from tidemark.model.dataset import Dataset
@@ -32,11 +32,11 @@ def request(ds: Dataset, start: datetime = START, hours: int = HOURS, **extra: A
 def run_backfill(dsn: str, req: backfill.BackfillRequest, run_id: str) -> dict[str, Any]:
     connect_ = factory(dsn)
     planned = backfill.plan_run(connect_, req, run_id)
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = planned["plan"], planned["batches"]
     results = {b["index"]: backfill.insert_batch(connect_, summary, b) for b in batches}
     states = {i: "success" for i in results}
-    backfill.poke(connect_, summary, batches, states, lambda idx: {i: results.get(i) for i in idx})
-    return backfill.finalize(connect_, summary, batches, states, results)
+    progressive.poke(connect_, summary, states)
+    return backfill.finalize(connect_, summary, states, results)
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_a_window_behind_a_retention_horizon_is_refused_naming_policy_and_horizo
     # A window wholly after the horizon is not refused.
     recent = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
     planned = backfill.plan_run(factory(dsn), request(ds, start=recent, hours=3, dry_run=True), "retention-recent")
-    assert planned["summary"]["retention"][0]["job_id"] == job
+    assert planned["plan"]["retention"][0]["job_id"] == job
 
 
 def test_an_explicit_opt_in_loads_it_and_the_report_shows_the_horizon(
@@ -142,8 +142,8 @@ def test_a_catchup_publish_refreshes_the_continuous_aggregates_too(dsn: str, con
     hourly, _ = make_caggs(conn, ds)
     planned = catchup.plan_catchup(factory(dsn), request(ds), "cagg-catchup")
     for b in planned["batches"]:
-        catchup.stage_batch(factory(dsn), planned["summary"], b)
-    result = catchup.publish(factory(dsn), planned["summary"], planned["batches"])
+        catchup.stage_batch(factory(dsn), planned["plan"], b)
+    result = catchup.publish(factory(dsn), planned["plan"])
     schema = ds.tables[0].schema
     assert result["continuous_aggregates_refreshed"] == [f"{schema}.tx_hourly", f"{schema}.tx_daily"]
     got = conn.execute(sql.SQL("SELECT sum(n) FROM {}").format(hourly)).fetchone()[0]

@@ -131,7 +131,7 @@ def test_every_column_type_round_trips(dsn: str, conn: psycopg.Connection, path:
 
 
 def test_arrow_timestamps_keep_every_microsecond_across_the_calendar(dsn: str, conn: psycopg.Connection) -> None:
-    """Arrow timestamps are rendered to text by numpy (tidemark.load.arrow_data.timestamp_text), not Arrow's writer.
+    """Arrow timestamps are rendered to text by numpy (tidemark.load.copy_csv.timestamp_text), not Arrow's writer.
 
     Leap days, the last microsecond of a day, years below 1000 and instants
     before 1970 are where a hand-rolled calendar goes wrong; a sliced array with

@@ -60,8 +60,8 @@ def test_live_follows_the_sql_source_tip_then_hands_the_lag_to_catchup(
         request = backfill.BackfillRequest.from_params(decision.catchup_conf)
         planned = catchup.plan_catchup(factory(dsn), request, "catchup-ticks")
         for b in planned["batches"]:
-            catchup.stage_batch(factory(dsn), planned["summary"], b)
-        catchup.publish(factory(dsn), planned["summary"], planned["batches"])
+            catchup.stage_batch(factory(dsn), planned["plan"], b)
+        catchup.publish(factory(dsn), planned["plan"])
         end = datetime.fromisoformat(decision.catchup_conf["end"])
         assert cursors.position(conn, ds.name) == end
         with connect(source_pg.dsn) as src:

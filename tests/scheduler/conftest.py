@@ -4,9 +4,10 @@ real Airflow deployment per session on it: api-server, dag-processor, scheduler 
 
 Booting a deployment (migrate, start four components, parse the DAG) costs about a minute on the
 2-core dev machine, so the tests share one; they stay independent by using disjoint data windows of
-the registered `ledgers` dataset. Its scheduler creates scheduled runs (use_job_schedule), but
-tidemark_backfill stays paused (new DAGs are) until the `unpaused` fixture unpauses it, which makes
-the scheduler create the run of the latest data interval (catchup=False): test_cli_reruns checks it. The deployment's processes are always stopped in
+the demo's `ledgers` dataset (TIDEMARK_DEMO=on). Its scheduler creates scheduled runs (use_job_schedule),
+but the DAGs stay paused (new DAGs are) until the `unpaused` fixture unpauses the generic
+tidemark_backfill and ledgers' own tidemark_backfill__ledgers (@daily), which makes the scheduler create
+the run of the latest data interval of the latter only (catchup=False): test_cli_reruns checks it. The deployment's processes are always stopped in
 teardown (SIGTERM to each process group, then SIGKILL to whatever is left in its session), its
 metadata database is dropped, and the module fails if any process survives; the cluster is stopped
 at the end of the session and must be gone.
@@ -48,7 +49,8 @@ def pg() -> Iterator[PostgresCluster]:
     assert not cluster.running(), f"the metadata PostgreSQL cluster in {cluster.data} is still running"
 
 
-DAG_ID = "tidemark_backfill"
+DAG_ID = "tidemark_backfill"  # the generic DAG: runs triggered with a `dataset` in their conf
+LEDGERS_DAG_ID = "tidemark_backfill__ledgers"  # the demo dataset's own DAG, scheduled @daily: CLI reruns
 
 @pytest.fixture(scope="session")
 def unpaused(deployment: AirflowDeployment, dsn: str) -> datetime:
@@ -59,11 +61,13 @@ def unpaused(deployment: AirflowDeployment, dsn: str) -> datetime:
     before this one (test_cli_reruns' oracle load) overlap with the boot.
     """
     deployment.wait_until_dag_ready(DAG_ID)
+    deployment.wait_until_dag_ready(LEDGERS_DAG_ID)
     at = datetime.now(UTC)
     today = at.replace(hour=0, minute=0, second=0, microsecond=0)
     with connect(dsn) as conn:
         clear_window(conn, catalog.get("ledgers"), today - timedelta(days=2), today + timedelta(days=1))
-    deployment.api("PATCH", f"/api/v2/dags/{DAG_ID}", {"is_paused": False})
+    for dag_id in (DAG_ID, LEDGERS_DAG_ID):
+        deployment.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
     return at
 
 

@@ -23,6 +23,11 @@ port; ``scheduler_deployment()`` creates a fresh metadata database in it, migrat
 four components; ``AirflowDeployment`` has the CLI (``cli``), REST (``api``/``http``, with a JWT
 from the all-admins simple auth manager), the metadata DB (``metadata()``, read only by convention)
 and the process bookkeeping (``stop``, ``leftovers``).
+
+CeleryExecutor (tests/scheduler/test_celery_executor.py): ``redis_server()`` runs Debian's redis-server
+on a free port in a temporary directory (the broker), ``celery_env()`` is the executor's configuration
+and ``start_celery_worker()`` adds an ``airflow celery worker`` with a directory of its own (AIRFLOW_HOME,
+task logs, TMPDIR, working directory), as if it ran on a machine of its own.
 """
 
 from __future__ import annotations
@@ -306,7 +311,10 @@ class AirflowDeployment:
             raise RuntimeError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
         return done
 
-    def start(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> Component:
+    def start(
+        self, name: str, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Component:
+        """Start ``airflow *args`` as component ``name``, in the home unless ``cwd`` is given."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out, err = self.log_dir / f"{name}.out", self.log_dir / f"{name}.err"
         with open(out, "ab") as o, open(err, "ab") as e:
@@ -316,7 +324,7 @@ class AirflowDeployment:
                 stdin=subprocess.DEVNULL,
                 stdout=o,
                 stderr=e,
-                cwd=self.home,
+                cwd=cwd or self.home,
                 start_new_session=True,  # own session and process group: stoppable as a whole
             )
         comp = Component(name, proc, out, err)
@@ -545,6 +553,7 @@ def deployment_env(
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
             "AIRFLOW_CONN_TIDEMARK_TIMESCALE": conn_uri(dsn),
+            "TIDEMARK_DEMO": "on",  # the tests load the demo's `ledgers` (its DAGs: tidemark_backfill__ledgers, ...)
             "PYTHONPATH": str(REPO / "plugins"),
             "PYTHONUNBUFFERED": "1",
         }
@@ -561,8 +570,12 @@ def scheduler_deployment(
     home: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     components: Sequence[str] = COMPONENTS,
+    database: str | None = None,
 ) -> Iterator[AirflowDeployment]:
     """A migrated metadata database of its own in ``pg`` and the given components running on it.
+
+    ``database`` names the (new) metadata database, for settings that must name it up front (the
+    Celery result backend); a fresh random name by default.
 
     On exit every component is stopped (stragglers SIGKILLed; ``dep.killed`` lists them), the
     metadata database dropped and the home removed if this function made it. The caller checks
@@ -571,7 +584,7 @@ def scheduler_deployment(
     own_home = home is None
     home = home or private_tempdir("tidemark-airflow-")
     home.mkdir(parents=True, exist_ok=True)
-    database = f"airflow_{uuid.uuid4().hex[:10]}"
+    database = database or f"airflow_{uuid.uuid4().hex[:10]}"
     port = free_port()
     dep = AirflowDeployment(
         home, deployment_env(home, dsn=engine_dsn, api_port=port, metadata_url=pg.sqlalchemy_url(database),
@@ -591,3 +604,112 @@ def scheduler_deployment(
             pg.drop_database(database)
             if own_home:
                 shutil.rmtree(home, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- CeleryExecutor: Redis and workers
+
+REDIS_SERVER = "/usr/bin/redis-server"  # Debian's redis-server (`make setup` installs it)
+
+
+@dataclass
+class RedisServer:
+    """One redis-server process (the Celery broker) on 127.0.0.1, nothing persisted, data dir ``dir``."""
+
+    dir: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "redis-server.log"
+
+    def start(self, timeout: float = 30) -> None:
+        if not os.access(REDIS_SERVER, os.X_OK):
+            raise RuntimeError(f"{REDIS_SERVER} is missing: `make setup` installs Debian's redis-server")
+        argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--dir", str(self.dir)]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(argv, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.proc.returncode} on port {self.port}:\n{tail(self.log)}")
+            if self.ping():
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer PING on port {self.port} within {timeout:.0f} s:\n{tail(self.log)}")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = 15) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def redis_server(root: Path | None = None) -> Iterator[RedisServer]:
+    """A fresh redis-server on a free port in a temporary directory; stopped (and the directory removed) on exit.
+
+    A server that does not come up raises: the caller's test fails, it is never skipped.
+    """
+    base = root or Path(tempfile.mkdtemp(prefix="tidemark-redis-"))
+    server = RedisServer(base, free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            if root is None:
+                shutil.rmtree(base, ignore_errors=True)
+
+
+def celery_env(broker_url: str, result_backend: str) -> dict[str, str]:
+    """The CeleryExecutor settings of every component and worker (extra_env of scheduler_deployment)."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
+        # Celery's result_extended: the result backend (celery_taskmeta) also records which worker ran each
+        # Celery task; task_instance.external_executor_id is that Celery task's id.
+        "AIRFLOW__CELERY__EXTRA_CELERY_CONFIG": json.dumps({"result_extended": True}),
+        # Publishing a task to the broker may take more than the default 1 s on a busy 2-core machine.
+        "AIRFLOW__CELERY__OPERATION_TIMEOUT": "10",
+    }
+
+
+def start_celery_worker(dep: AirflowDeployment, name: str, machine: Path, concurrency: int = 2) -> Component:
+    """``airflow celery worker`` named ``name@<host>``, on a "machine" of its own: an AIRFLOW_HOME (so its
+    task logs), TMPDIR and working directory under ``machine``, shared with no other process.
+
+    Put ``machine`` under ``dep.home``: teardown finds the worker by session, ``leftovers()`` also by
+    working directory. No log server (--skip-serve-logs): nothing reads task logs over HTTP here.
+    """
+    home, tmp, cwd = machine / "airflow-home", machine / "tmp", machine / "cwd"
+    for d in (home, tmp, cwd):
+        d.mkdir(parents=True, exist_ok=True)
+    env = {"AIRFLOW_HOME": str(home), "TMPDIR": str(tmp)}
+    return dep.start(name, "celery", "worker", "--concurrency", str(concurrency), "--celery-hostname", f"{name}@%h",
+                     "--skip-serve-logs", env=env, cwd=cwd)

@@ -29,7 +29,8 @@ from tidemark.timescale import compressor
 from tidemark.declare import catalog
 from tidemark.connection import connect, factory
 from tidemark.model.dataset import Dataset
-from tidemark.demo.synthetic import LedgerSource
+from tidemark.model.run_plan import RunPlan
+from tidemark.demo.stream import LedgerSource
 from tidemark.flows.verify import checksum
 
 from tests.conftest import (
@@ -47,7 +48,7 @@ DAY = timedelta(days=1)
 DAYS = [D1, D1 + DAY, D1 + 2 * DAY]  # the three-day backfill
 D4 = D1 + 3 * DAY  # the day a fault fails
 D5 = D1 + 4 * DAY  # the manual run resumed through REST: [D5, D5 + 6 h)
-DAG_ID = "tidemark_backfill"
+DAG_ID = "tidemark_backfill__ledgers"  # the demo dataset's own DAG (scheduled @daily): what the README reruns
 CONF = '{"batch_interval": "12 hours"}'
 RUN_TIMEOUT = 420.0
 
@@ -181,10 +182,10 @@ def oracle(dsn: str) -> dict[datetime, dict[str, tuple[int, str]]]:
             {"dataset": ds.name, "start": D1.isoformat(), "end": (D4 + DAY).isoformat(), "batch_interval": "1 day"}
         )
         planned = backfill.plan_run(connect_, req, f"oracle-{uuid.uuid4().hex[:6]}", lambda _key: True)
-        summary, batches = planned["summary"], planned["batches"]
-        results = {b["index"]: backfill.insert_batch(connect_, summary, b) for b in batches}
+        plan = RunPlan.of(planned["plan"])
+        results = {b.index: backfill.insert_batch(connect_, plan, b) for b in plan.batches}
         states = {i: "success" for i in results}
-        backfill.finalize(connect_, summary, batches, states, results)
+        backfill.finalize(connect_, plan, states, results)
         with connect(dsn) as conn:
             return {d: day_state(conn, ds, d) for d in [*DAYS, D4]}
 

@@ -41,7 +41,7 @@ from tidemark.timescale import compressor
 from tidemark.declare import catalog
 from tidemark.connection import connect
 from tidemark.flows.report import format_report
-from tidemark.demo.synthetic import LedgerSource
+from tidemark.demo.stream import LedgerSource
 
 from tests.conftest import NO_DUPLICATES, duplicate_keys, rows_in
 

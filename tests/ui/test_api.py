@@ -133,7 +133,7 @@ def test_finished_run(client: Any, token: str, dsn: str, conn: psycopg.Connectio
     rid = f"manual__{uuid.uuid4().hex[:8]}"
     key = f"tidemark_backfill/{rid}"
     summary, batches, states, results = load(dsn, registered_dataset, key)
-    backfill.finalize(factory(dsn), summary, batches, states, results)
+    backfill.finalize(factory(dsn), summary, states, results)
     add_dag_run("tidemark_backfill", rid, "success")
     r = get(client, token, rid)
     assert r.status_code == 200, r.text
@@ -174,7 +174,7 @@ def test_failed_run_names_the_batch_and_how_to_resume(
     key = f"tidemark_backfill/{rid}"
     summary, batches, states, results = load(dsn, registered_dataset, key, fail={1})
     with pytest.raises(backfill.RunFailed):
-        backfill.finalize(factory(dsn), summary, batches, states, results)
+        backfill.finalize(factory(dsn), summary, states, results)
     add_dag_run("tidemark_backfill", rid, "failed", {
         i: (s, f"window {i}") for i, s in states.items()
     })
@@ -192,15 +192,15 @@ def test_catchup_run_shows_staging_then_the_publish(
     key = f"tidemark_catchup/{rid}"
     connect = factory(dsn)
     planned = catchup.plan_catchup(connect, request(registered_dataset, hours=6), key)
-    summary, batches = planned["summary"], planned["batches"]
+    summary, batches = planned["plan"], planned["batches"]
     catchup.stage_batch(connect, summary, batches[0])
-    add_dag_run("tidemark_catchup", rid, "running", xcoms={("plan", "summary"): summary})
+    add_dag_run("tidemark_catchup", rid, "running", xcoms={("plan", "plan"): summary})  # names.PLAN, names.PLAN_KEY
     view = get(client, token, rid, "tidemark_catchup").json()
     assert view["kind"] == "catchup" and view["refresh"] is True
     assert view["catchup"]["staged_batches"] == view["loaded_batches"] == 1 and view["planned_batches"] == 2
     assert view["catchup"]["outcome"] == "pending"
     catchup.stage_batch(connect, summary, batches[1])
-    catchup.publish(connect, summary, batches, {0: "success", 1: "success"})
+    catchup.publish(connect, summary, {0: "success", 1: "success"})
     view = get(client, token, rid, "tidemark_catchup").json()
     assert view["state"] == "succeeded" and view["catchup"]["outcome"] == "published"
     assert view["catchup"]["cursor_after_publish"] == (START + timedelta(hours=6)).isoformat()
@@ -266,3 +266,51 @@ def test_an_unreachable_database_is_a_503_that_names_only_the_connection_id(clie
     assert r.status_code == 503 and "tidemark_timescale" in r.text
     for leak in ("s3cret-pw", str(port), "127.0.0.1", "warehouse", "tidemark:"):
         assert leak not in r.text, leak
+
+
+def test_refused_declarations_are_served_for_the_runs_page(
+    client: Any, token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidemark.declare import catalog
+
+    monkeypatch.setattr(catalog, "_search_dirs", [])  # the app adds the DAG folder's datasets/; undone after
+    folder = tmp_path / "datasets"
+    folder.mkdir()
+    monkeypatch.setenv("TIDEMARK_DATASETS_DIR", str(folder))
+    (folder / "fine.yaml").write_text("name: fine\nsource: {kind: sql, conn_id: w}\ntables: [{name: fine, time_column: t}]\n")
+    hostile = "<img src=x onerror=alert(1)>" + "x" * 5000
+    (folder / "hostile.yaml").write_text(f"name: hostile\nsource: {{kind: sql, conn_id: w}}\n"
+                                         f"tables: [{{name: '{hostile}', time_column: t}}]\n")
+    auth = {"Authorization": f"Bearer {token}"}
+    r = client.get("/tidemark/api/declarations", headers=auth)
+    assert r.status_code == 200, r.text
+    refused = r.json()["refused"]
+    assert len(refused) == 1 and refused[0].startswith(f"dataset file {folder / 'hostile.yaml'}: key tables[0].name: ")
+    assert "x" * 61 not in refused[0] and len(refused[0]) < 600  # the value is echoed as a short prefix only
+    assert client.get("/tidemark/api/declarations").status_code == 401
+    page = client.get("/tidemark/runs", cookies={"_token": token}).text
+    assert page.index("Refused dataset declarations") < page.index('<table id="runs">') and 'id="refused-list"' in page
+    script = client.get("/tidemark/static/tidemark.js", headers=auth).text
+    assert "api/declarations" in script and "innerHTML" not in script  # messages become text nodes, never markup
+
+
+def test_the_api_server_reads_the_dag_folders_datasets_and_the_demo_as_the_dag_files_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tidemark.airflow.ui.app import refused_declarations
+    from tidemark.declare import catalog
+
+    monkeypatch.setattr(catalog, "_search_dirs", [])
+    monkeypatch.delenv("TIDEMARK_DATASETS_DIR", raising=False)
+    monkeypatch.delenv("AIRFLOW__CORE__DAGS_FOLDER")  # as where airflow.cfg alone names the DAG folder
+    dags = tmp_path / "dags"
+    (dags / "datasets").mkdir(parents=True)
+    # public.ledgers is the demo's table: refused where TIDEMARK_DEMO=on, as the DAG processor refuses it.
+    (dags / "datasets" / "mine.yaml").write_text(
+        "name: mine\nsource: {kind: sql, conn_id: w}\ntables: [{name: ledgers, time_column: close_time}]\n")
+    monkeypatch.setenv("TIDEMARK_DEMO", "on")
+    assert [m.split(": key ")[1] for m in refused_declarations(dags)] == [
+        "tables[0].name: table 'public.ledgers' is already declared by dataset 'ledgers' (built in); a hypertable has "
+        "one owner, so rename one of them (or its schema)"]
+    monkeypatch.setenv("TIDEMARK_MAX_PARALLEL_BATCHES", "four")
+    assert "TIDEMARK_MAX_PARALLEL_BATCHES='four' is not valid" in refused_declarations(dags)[0]

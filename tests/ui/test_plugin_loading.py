@@ -28,7 +28,7 @@ def discover(tmp_path: Path, *, installed: bool) -> dict[str, list[list[str]] | 
         dist = site / "tidemark-0.0.0.dist-info"
         dist.mkdir(parents=True)
         (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: tidemark\nVersion: 0.0.0\n")
-        (dist / "entry_points.txt").write_text("[airflow.plugins]\ntidemark = tidemark.ui.plugin:TidemarkUIPlugin\n")
+        (dist / "entry_points.txt").write_text("[airflow.plugins]\ntidemark = tidemark.airflow.ui.plugin:TidemarkUIPlugin\n")
         paths.insert(0, str(site))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update({"AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
@@ -50,5 +50,5 @@ def test_from_the_plugins_folder(tmp_path: Path) -> None:
 def test_from_the_entry_point_with_the_plugins_folder_also_set(tmp_path: Path) -> None:
     found = discover(tmp_path, installed=True)
     assert found["plugins"] == [["tidemark", "tidemark==0.0.0: EntryPoint(name='tidemark', "
-                                 "value='tidemark.ui.plugin:TidemarkUIPlugin', group='airflow.plugins')"]]
+                                 "value='tidemark.airflow.ui.plugin:TidemarkUIPlugin', group='airflow.plugins')"]]
     assert found["errors"] == {}  # no "already registered" import error either

@@ -82,6 +82,21 @@ def test_direct_compress_is_chosen_per_dataset(tmp_path: Path, value: str, mode:
     assert load_file(write(tmp_path, "e.yaml", GOOD)).direct_compress is None
 
 
+def test_segmentby_and_orderby_take_one_name_or_a_list(tmp_path: Path) -> None:
+    t = load_file(write(tmp_path, "one.yaml", GOOD.replace("segmentby: [origin]", "segmentby: origin"))).table("flights")
+    assert t.segmentby == ("origin",) and t.orderby == ("time_hour",)
+
+
+def test_a_dataset_source_only_refined_by_the_tables_is_not_built_alone(tmp_path: Path) -> None:
+    ds = load_file(write(tmp_path, "own.yaml", """\
+        name: own
+        source: {conn_id: warehouse}
+        tables:
+          - {name: a, time_column: t, source: {kind: sql, conn_id: other}}
+        """))
+    assert ds.source is None and isinstance(ds.tables[0].source, SqlSource) and ds.tables[0].source.conn_id == "other"
+
+
 def test_each_kind_and_a_dataset_level_default(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     ds = load_file(write(tmp_path, "mixed.yaml", """\
@@ -139,6 +154,36 @@ BAD = [
      "key tables[0].source.x"),
     ("python callable unimportable", GOOD.split("    source:")[0] + "    source: {kind: python, callable: 'no_such_mod:f'}\n",
      "cannot import"),
+    # Strict types: a value of the wrong type is refused at its key, never coerced.
+    ("string for an integer", GOOD.replace("      conn_id: flights_source\n", "      conn_id: flights_source\n      fetch_size: '100'\n"),
+     "key tables[0].source.fetch_size: must be an integer, got '100'"),
+    ("string for a boolean", GOOD.replace("nullable: true", 'nullable: "yes"'),
+     "key tables[0].columns[3].nullable: must be true or false, got 'yes'"),
+    ("number for segmentby", GOOD.replace("segmentby: [origin]", "segmentby: 5"),
+     "key tables[0].segmentby: must be a column name or a list of column names, got 5"),
+    ("mapping for orderby", GOOD.replace("orderby: [time_hour]", "orderby: {t: 1}"),
+     "key tables[0].orderby: must be a column name or a list of column names, got a mapping"),
+    ("number in segmentby", GOOD.replace("segmentby: [origin]", "segmentby: [origin, 5]"),
+     "key tables[0].segmentby[1]: must be a column name, got 5"),
+    ("union-typed source key", GOOD.split("    source:")[0]
+     + "    source: {kind: python, callable: 'tests.unit.test_declarations:fetch', count: 5}\n",
+     "key tables[0].source.count: must be a string, a Python callable or null, got 5"),
+    ("empty file", "", "key (top level): must be a mapping, got None"),
+    # Checks that need several keys still point at one of them.
+    ("orderby names no column", GOOD.replace("orderby: [time_hour]", "orderby: [carrier, nope]"),
+     "key tables[0].orderby[1]: table 'flights': orderby 'nope' is not one of its columns"),
+    ("repeated column", GOOD.replace("{name: carrier, type: text}", "{name: origin, type: text}"),
+     "key tables[0].columns[2].name: column 'origin' is declared twice (also columns[1])"),
+    ("repeated table", "name: x\nsource: {kind: sql, conn_id: w}\ntables:\n  - {name: a, time_column: t}\n"
+     "  - {name: a, time_column: t}\n", "key tables[1].name: table 'public.a' is declared twice (also tables[0])"),
+    ("no source anywhere", "name: x\ntables:\n  - {name: a, time_column: t}\n",
+     "key tables[0].source: is required: neither this table nor the dataset declares a source"),
+    ("missing source key", GOOD.replace("      conn_id: flights_source\n", ""), "key tables[0].source.conn_id: is required"),
+    ("refined dataset source", "name: x\nsource: {kind: sql, conn_id: w, fetch_size: '3'}\ntables:\n"
+     "  - {name: a, time_column: t, source: {query: 'SELECT 1 WHERE %(start)s < %(end)s'}}\n",
+     "key tables[0].source.fetch_size: must be an integer, got '3'"),
+    ("shared dataset source", "name: x\nsource: {kind: sql, conn_id: w, fetch_size: '3'}\ntables:\n  - {name: a, time_column: t}\n",
+     "key source.fetch_size: must be an integer, got '3'"),
 ]
 
 
@@ -193,3 +238,51 @@ def test_python_modules_declare_datasets(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("TIDEMARK_DATASET_MODULES", "my_datasets, broken_datasets")
     assert "my_readings" in catalog.names()
     assert any("broken_datasets" in e.message and "boom" in e.message for e in catalog.errors())
+
+
+def test_a_hypertable_has_one_owner_the_first_file_by_path(datasets_dir: Path) -> None:
+    write(datasets_dir, "a_flights.yaml", GOOD)
+    write(datasets_dir, "b_copy.yaml", GOOD.replace("name: flights\n", "name: copy\n", 1))  # public.flights again
+    write(datasets_dir, "c_archive.yaml", GOOD.replace("name: flights\n", "name: archive\n", 1).replace(
+        "schema: public", "schema: archive"))  # the same table name in another schema is another table
+    assert {"flights", "archive"} <= set(catalog.names()) and "copy" not in catalog.names()
+    mine = [e.message for e in catalog.errors() if "b_copy.yaml" in e.message]
+    assert mine == [f"dataset file {datasets_dir / 'b_copy.yaml'}: key tables[0].name: table 'public.flights' is already "
+                    f"declared by dataset 'flights' (dataset file {datasets_dir / 'a_flights.yaml'}); a hypertable has "
+                    "one owner, so rename one of them (or its schema)"]
+    with pytest.raises(InvalidInput, match=r"'copy' was refused: .*public\.flights"):
+        catalog.get("copy")
+    (datasets_dir / "0_copy.yaml").write_text((datasets_dir / "b_copy.yaml").read_text())
+    (datasets_dir / "b_copy.yaml").unlink()
+    assert "copy" in catalog.names() and "flights" not in catalog.names()  # path order decides, nothing else
+
+
+def test_files_come_before_python_modules_and_code_before_files(datasets_dir: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    write(datasets_dir, "flights.yaml", GOOD)
+    (tmp_path / "flights_too.py").write_text(textwrap.dedent("""\
+        from tidemark import Column, Dataset, Hypertable, SqlSource
+
+        TIDEMARK_DATASETS = Dataset("flights_too", (Hypertable("flights", "time_hour", (Column("time_hour", "timestamptz"),),
+                                    source=SqlSource("w")),))
+        """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("TIDEMARK_DATASET_MODULES", "flights_too")
+    assert "flights" in catalog.names() and "flights_too" not in catalog.names()
+    assert any(e.message.startswith("dataset module flights_too: key tables[0].name: table 'public.flights'")
+               and "flights.yaml" in e.message for e in catalog.errors())
+    catalog.register(load_file(write(tmp_path, "coded.yaml", GOOD.replace("name: flights\n", "name: coded\n", 1))))
+    try:
+        assert "coded" in catalog.names() and "flights" not in catalog.names()
+        assert any("flights.yaml: key tables[0].name" in e.message and "registered in code" in e.message
+                   for e in catalog.errors())
+    finally:
+        catalog.unregister("coded")
+
+
+def test_the_demo_owns_its_tables_where_it_is_on(datasets_dir: Path) -> None:
+    write(datasets_dir, "mine.yaml", "name: mine\nsource: {kind: sql, conn_id: w}\n"
+                                     "tables: [{name: transactions, time_column: close_time}]\n")
+    assert "ledgers" in catalog.names() and "mine" not in catalog.names()
+    assert any("mine.yaml: key tables[0].name: table 'public.transactions' is already declared by dataset 'ledgers'"
+               " (built in)" in e.message for e in catalog.errors())

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from tidemark.flows.backfill import failed_batches
+from tidemark.flows.progressive import failed_batches
 
 
 def test_surplus_map_indexes_removed_by_a_smaller_replan_are_not_failures() -> None:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tidemark.demo.synthetic import COLUMNS, PERIOD, LedgerSource
+from tidemark.demo.pattern import PERIOD
+from tidemark.demo.rows import COLUMNS
+from tidemark.demo.stream import LedgerSource
 
 UTC = timezone.utc
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
@@ -66,7 +68,7 @@ def test_deterministic_across_processes(source: LedgerSource) -> None:
     script = (
         "from datetime import datetime, timedelta, timezone\n"
         "import hashlib\n"
-        "from tidemark.demo.synthetic import LedgerSource\n"
+        "from tidemark.demo.stream import LedgerSource\n"
         "src = LedgerSource()\n"
         f"start = datetime.fromisoformat({start.isoformat()!r})\n"
         "end = start + timedelta(minutes=15)\n"

@@ -1,11 +1,11 @@
-"""The backfill's sensor and its trigger: progressive compression that waits without polling tasks.
+"""The backfill's sensor: progressive compression that waits without polling tasks.
 
 Batches compress the chunks they complete themselves (``backfill.insert_batch``),
 so the sensor has one job left: notice when every batch has settled (loaded
 or failed for good), compress what is left and pass or fail the run. It pokes
-once; if the batches are still loading it *defers* to ``BatchesSettledTrigger``,
-which asks the Execution API for the batches' states every second from the
-triggerer, without a task process and without the reschedule cycle that trips
+once; if the batches are still loading it *defers* to ``BatchesSettledTrigger``
+(``tidemark.airflow.triggers``), which asks the Execution API for the batches'
+states every second from the triggerer, without a task process and without the reschedule cycle that trips
 apache/airflow#71172 under a scheduler with short poke intervals.
 
 Under ``airflow dags test`` / ``dag.test()`` a trigger runs inline, blocking
@@ -18,23 +18,19 @@ a deployment without a triggerer.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException
-from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from tidemark.airflow import context
+from tidemark.airflow import context, hooks, names
+from tidemark.airflow.triggers import SETTLED, BatchesSettledTrigger
+from tidemark.flows import progressive
+from tidemark.model.run_plan import RunPlan
 
-from tidemark.airflow import hooks
-from tidemark.flows import backfill
-from tidemark.model import payloads
+__all__ = ["ProgressiveCompressionSensor", "dag_test_poke_seconds"]
 
-# Task states after which a batch will not change without a human (or a retry that is not pending).
-SETTLED = frozenset({"success", "failed", "upstream_failed", "removed", "skipped"})
 DAG_TEST_POKE_SECONDS = 1.0
 # Under dags test: states whose batches run in dag.test's next pass over the run, without any delay.
 _RUN_NEXT = frozenset({None, "none", "scheduled", "queued"})
@@ -56,58 +52,14 @@ def dag_test_poke_seconds(states: dict[int, str | None], expected: int) -> float
     return 0.0 if pending and all(s in _RUN_NEXT for s in pending) else DAG_TEST_POKE_SECONDS
 
 
-class BatchesSettledTrigger(BaseTrigger):
-    """Fires once every mapped instance of ``task_id`` in the run has settled, or after ``max_wait``."""
-
-    def __init__(
-        self, dag_id: str, run_id: str, task_id: str, expected: int, poll_interval: float = 1.0,
-        max_wait: float = 300.0,
-    ) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        # Not self.task_id: the triggerer sets that to the deferred task's own id.
-        self.dag_id, self.run_id, self.watched_task = dag_id, run_id, task_id
-        self.expected, self.poll_interval, self.max_wait = expected, poll_interval, max_wait
-
-    def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {"dag_id": self.dag_id, "run_id": self.run_id, "task_id": self.watched_task, "expected": self.expected,
-             "poll_interval": self.poll_interval, "max_wait": self.max_wait},
-        )
-
-    async def run(self) -> AsyncIterator[TriggerEvent]:
-        from asgiref.sync import sync_to_async
-        from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
-
-        deadline = time.monotonic() + self.max_wait
-        last_log = 0.0
-        while True:
-            found = await sync_to_async(RuntimeTaskInstance.get_task_states)(
-                dag_id=self.dag_id, task_ids=[self.watched_task], run_ids=[str(self.run_id)]
-            )
-            states = [context.state_text(s) or "" for k, s in found.get(self.run_id, {}).items()
-                      if k.startswith(f"{self.watched_task}_")]
-            if time.monotonic() - last_log > 30:
-                last_log = time.monotonic()
-                self.log.info("%d of %d batches settled", sum(s in SETTLED for s in states), self.expected)
-            if len(states) >= self.expected and all(s in SETTLED for s in states):
-                yield TriggerEvent({"settled": True})  # type: ignore[no-untyped-call]
-                return
-            if time.monotonic() >= deadline:
-                yield TriggerEvent({"settled": False})  # type: ignore[no-untyped-call]
-                return
-            await asyncio.sleep(self.poll_interval)
-
-
-class ProgressiveRecompressSensor(BaseSensorOperator):
+class ProgressiveCompressionSensor(BaseSensorOperator):
     """Advance the watermark, compress behind it; done when every batch is in the prefix."""
 
-    template_fields: Sequence[str] = ("batches", "summary")
+    template_fields: Sequence[str] = ("plan",)
 
-    def __init__(self, *, batches: Any, summary: Any, deferrable: bool = True, settle_wait: float = 300.0,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, plan: Any, deferrable: bool = True, settle_wait: float = 300.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.batches, self.summary = batches, summary
+        self.plan = plan
         # settle_wait: the longest one deferral lasts before the sensor pokes again (a heartbeat).
         self.deferrable, self.settle_wait = deferrable, settle_wait
         self._settled = False
@@ -118,29 +70,25 @@ class ProgressiveRecompressSensor(BaseSensorOperator):
         self._settled = bool(isinstance(event, dict) and event.get("settled"))
         return super().execute(context)
 
-    def poke(self, context: Any) -> bool | PokeReturnValue:
-        batches = self.batches or []
-        summary = payloads.check_summary(self.summary or {})
-        if summary.get("dry_run") or not batches:
+    def poke(self, ctx: Any) -> bool | PokeReturnValue:
+        run = RunPlan.of(self.plan)
+        if run.dry_run or not run.batches:
             return PokeReturnValue(is_done=True)
-        batches = [payloads.check_batch(b) for b in batches]
-        states = context.mapped_states("insert_batch")
-        outcome = backfill.poke(
-            hooks.connection_factory(), summary, batches, states,
-            lambda indexes: context.mapped_results("insert_batch", indexes),
-        )
+        states = context.mapped_states(names.INSERT_BATCH)
+        outcome = progressive.poke(hooks.connection_factory(), run, states)
         self.log.info(outcome.line())
         if outcome.failed:
-            raise AirflowFailException(backfill.failure_message(summary, outcome.failed, batches))
+            raise AirflowFailException(progressive.failure_message(run, outcome.failed))
         if outcome.done:
             return PokeReturnValue(is_done=True)
         if context.in_dag_test():
-            self.poke_interval = dag_test_poke_seconds(states, len(batches))  # read by the reschedule below
+            self.poke_interval = dag_test_poke_seconds(states, len(run.batches))  # read by the reschedule below
         elif self.deferrable and not self._settled:
-            ti = context["ti"]
+            ti = ctx["ti"]
             self.log.info("waiting in the triggerer until every batch has settled")
             self.defer(
-                trigger=BatchesSettledTrigger(ti.dag_id, ti.run_id, "insert_batch", len(batches), 1.0, self.settle_wait),
+                trigger=BatchesSettledTrigger(ti.dag_id, ti.run_id, names.INSERT_BATCH, len(run.batches), 1.0,
+                                              self.settle_wait),
                 method_name="execute",
             )
         return PokeReturnValue(is_done=False)

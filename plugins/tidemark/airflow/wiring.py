@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tidemark import demo
 from tidemark.declare import catalog
 from tidemark.sources import access
 
@@ -20,7 +19,6 @@ def use_dags_folder(folder: Path) -> None:
     sources' connections through PostgresHook and their files through
     ObjectStoragePath.
     """
-    demo.enable()
     catalog.add_search_dir(folder / "datasets")
     access.set_openers(connections=connection_factory, filesystems=object_storage)
     heap.skip_collections_at_exit()

@@ -28,32 +28,24 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from tidemark.state import cursors, ledger, runs
+from tidemark.state import cursors, ledger, owners, runs
 from tidemark.declare import catalog
 from tidemark import faults
 from tidemark.timescale import policies
-from tidemark.flows.backfill import BackfillRequest
+from tidemark.flows.request import BackfillRequest
+from tidemark.model.payloads import BatchResultPayload, Planned
+from tidemark.model.run_plan import CATCHUP, RunPlan
 from tidemark.connection import ConnectionFactory, one
 from tidemark.model.dataset import Dataset, Hypertable
 from tidemark.errors import TidemarkError
 from tidemark.load.loader import Staged, load_batch, replace_window, row_counts
 from tidemark.model.batch import Batch
 from tidemark.flows.plan import plan_batches
-from tidemark.timescale.schema import ensure_schema, resolve, table_ident
-from tidemark.model.timeparse import format_interval, parse_instant
+from tidemark.timescale.schema import ensure_bookkeeping, ensure_schema, resolve, table_ident
+from tidemark.model.timeparse import format_interval
 from tidemark.flows.verify import window_counts
 
 log = logging.getLogger(__name__)
-
-_MANIFEST_DDL = """CREATE TABLE IF NOT EXISTS tidemark.staging_manifest (
-    staging text NOT NULL,
-    batch_index integer NOT NULL,
-    window_start timestamptz NOT NULL,
-    window_end timestamptz NOT NULL,
-    row_counts jsonb NOT NULL,
-    staged_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (staging, batch_index))"""
-
 
 class CursorMoved(TidemarkError):
     """The live cursor is not where the catchup started: someone else moved it."""
@@ -74,7 +66,6 @@ def _staged(schema: str, table: Hypertable) -> sql.Identifier:
 
 def _ensure_staging(conn: psycopg.Connection, ds: Dataset, schema: str) -> None:
     with conn.transaction():
-        conn.execute(_MANIFEST_DDL)
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         for table in ds.tables:
             conn.execute(
@@ -89,17 +80,18 @@ def plan_catchup(
     request: BackfillRequest,
     run_id: str,
     alive: Callable[[str], bool] = lambda run_id: True,
-) -> dict[str, Any]:
+) -> Planned:
     """Validate, initialise the cursor at ``start`` if the dataset has none, claim, create staging.
 
     Refuses a range that does not start at the dataset's live cursor: the
     publish could never succeed, so it is better said before loading anything.
     """
     ds = catalog.get(request.dataset)
-    plan = plan_batches(request.start, request.end, request.batch_interval)
-    interval = format_interval(request.batch_interval)
-    schema = staging_schema(ds.name, request.start, request.end, interval)
+    planned = plan_batches(request.start, request.end, request.batch_interval)
+    schema = staging_schema(ds.name, request.start, request.end, format_interval(request.batch_interval))
     with connect() as conn:
+        ensure_bookkeeping(conn)  # the owner table, so the claim comes before any of the dataset's tables
+        owners.claim(conn, ds.name, ds.tables, run_id)
         ds = ensure_schema(conn, ds)
         position = cursors.initialise(conn, ds.name, request.start, by=run_id)
         if position != request.start:
@@ -107,32 +99,36 @@ def plan_catchup(
                 f"dataset {ds.name!r}: the live cursor is at {position.isoformat()}, but this catchup starts at "
                 f"{request.start.isoformat()}; a catchup must start at the cursor (set start to it)"
             )
-        runs.claim(conn, run_id, ds.name, "catchup", request.start, request.end, len(plan.batches), alive)
+        runs.claim(conn, run_id, ds.name, CATCHUP, request.start, request.end, len(planned.batches), alive)
         _ensure_staging(conn, ds, schema)
         staged = {
             r[0] for r in conn.execute(
                 "SELECT batch_index FROM tidemark.staging_manifest WHERE staging = %s", (schema,)
             ).fetchall()
         }
-    summary = {
-        "run_id": run_id,
-        "dataset": ds.name,
-        "start": request.start.isoformat(),
-        "end": request.end.isoformat(),
-        "batch_interval": interval,
-        "staging": schema,
-        "planned_batches": len(plan.batches),
-        "already_staged": sorted(staged),
-    }
+    plan = RunPlan(
+        run_id=run_id, dataset=ds.name, kind=CATCHUP, start=request.start, end=request.end,
+        batch_interval=request.batch_interval, batches=planned.batches, staging=schema,
+        already_staged=tuple(sorted(staged)),
+    )
     log.info("catchup %s: %d batches into staging %s (%d already staged)",
-             request.describe(), len(plan.batches), schema, len(staged))
-    return {"batches": [b.to_dict() for b in plan.batches], "summary": summary}
+             plan.describe(), len(plan.batches), schema, len(staged))
+    return {"plan": plan.to_payload(), "batches": plan.batch_payloads()}
 
 
-def stage_batch(connect: ConnectionFactory, summary: Mapping[str, Any], batch: Mapping[str, Any]) -> dict[str, Any]:
+def _staging_of(plan: RunPlan) -> str:
+    if plan.staging is None:
+        raise StagingIncomplete(f"run {plan.run_id}: its plan names no staging schema (not a catchup's plan)")
+    return plan.staging
+
+
+def stage_batch(
+    connect: ConnectionFactory, plan: RunPlan | Mapping[str, Any], batch: Batch | Mapping[str, Any]
+) -> BatchResultPayload:
     """Load one batch into staging and the manifest, in one (asynchronous) transaction."""
-    ds = catalog.get(summary["dataset"])
-    schema = summary["staging"]
+    run = RunPlan.of(plan)
+    ds = catalog.get(run.dataset)
+    schema = _staging_of(run)
 
     def write(conn: psycopg.Connection, dataset: Dataset, b: Batch, payloads: Staged, _: str) -> None:
         with conn.transaction():
@@ -147,9 +143,13 @@ def stage_batch(connect: ConnectionFactory, summary: Mapping[str, Any], batch: M
                 (schema, b.index, b.start, b.end, json.dumps(row_counts(payloads), sort_keys=True)),
             )
 
-    result = load_batch(connect, ds, Batch.from_dict(batch), summary["run_id"], writer=write)
+    result = load_batch(connect, ds, run.batch_of(batch), run.run_id, writer=write)
     log.info("staged batch %d: %d rows in %.2fs", result.index, result.total_rows, result.seconds)
-    return result.to_dict()
+    return {
+        "index": result.index, "start": result.start.isoformat(), "end": result.end.isoformat(),
+        "rows": dict(result.rows), "seconds": result.seconds, "generate_seconds": result.generate_seconds,
+        "db_seconds": result.db_seconds, "attempts": result.attempts,
+    }
 
 
 def missing_batches(conn: psycopg.Connection, ds: Dataset, schema: str, plan: Sequence[Batch]) -> list[int]:
@@ -184,8 +184,7 @@ def _staged_counts(
 
 def publish(
     connect: ConnectionFactory,
-    summary: Mapping[str, Any],
-    batches: Sequence[Mapping[str, Any]],
+    plan: RunPlan | Mapping[str, Any],
     states: Mapping[int, str | None] | None = None,
 ) -> dict[str, Any]:
     """Move the whole staged lag into the hypertables and advance the cursor, in ONE transaction.
@@ -194,29 +193,28 @@ def publish(
     and staging verifies; otherwise it writes nothing, releases the run's claim
     (state failed) and keeps staging for the rerun.
     """
+    run = RunPlan.of(plan)
     try:
         if states is not None:
-            failed = sorted(i for i in range(len(batches)) if states.get(i) != "success")
+            failed = sorted(i for i in range(len(run.batches)) if states.get(i) != "success")
             if failed:
                 raise StagingIncomplete(
                     f"nothing published: batches {failed} did not succeed; the hypertables and the cursor are "
                     "untouched. Clear the failed task instances (only they reload, then publish runs), or trigger "
                     "a new catchup with the same params (staged batches are reused)"
                 )
-        return _publish(connect, summary, batches)
-    except (CursorMoved, StagingIncomplete):
+        return _publish(connect, run)
+    except (CursorMoved, StagingIncomplete, owners.NotOwner):
         with connect() as conn:
-            runs.finish(conn, summary["run_id"], "failed")
+            runs.finish(conn, run.run_id, "failed")
         raise
 
 
-def _publish(connect: ConnectionFactory, summary: Mapping[str, Any], batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    ds = catalog.get(summary["dataset"])
-    schema = summary["staging"]
-    plan = [Batch.from_dict(b) for b in batches]
-    start = parse_instant(summary["start"])
-    end = parse_instant(summary["end"])
-    run_id = summary["run_id"]
+def _publish(connect: ConnectionFactory, run: RunPlan) -> dict[str, Any]:
+    ds = catalog.get(run.dataset)
+    schema = _staging_of(run)
+    plan = run.batches
+    start, end, run_id = run.start, run.end, run.run_id
     with connect() as conn:
         ds = resolve(conn, ds)
         with conn.transaction():
@@ -231,6 +229,7 @@ def _publish(connect: ConnectionFactory, summary: Mapping[str, Any], batches: Se
                     f"{position.isoformat() if position else 'nowhere'}, expected {start.isoformat()} "
                     "(someone else moved it since this catchup was planned); staging is kept"
                 )
+            owners.check(conn, ds.name, ds.tables, run_id)  # another dataset may have claimed since the plan
             missing = missing_batches(conn, ds, schema, plan)
             if missing:
                 raise StagingIncomplete(

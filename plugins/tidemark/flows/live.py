@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tidemark.state import cursors, ledger
+from tidemark.state import cursors, ledger, owners
 from tidemark.declare import catalog
 from tidemark.connection import ConnectionFactory
 from tidemark.model.dataset import Dataset
@@ -26,7 +26,7 @@ from tidemark.sources import base as sources
 from tidemark.load.loader import replace_window, row_counts, staged_window
 from tidemark.model.batch import Batch
 from tidemark.state.runs import STALE_AFTER
-from tidemark.timescale.schema import ensure_schema, resolve
+from tidemark.timescale.schema import ensure_bookkeeping, ensure_schema, resolve
 from tidemark.model.timeparse import format_interval, parse_interval
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,8 @@ def decide(
     if threshold_td < unit_td:
         raise InvalidInput(f"lag threshold {format_interval(threshold_td)} must be at least one unit ({format_interval(unit_td)})")
     with connect() as conn:
+        ensure_bookkeeping(conn)  # the owner table, so the claim comes before any of the dataset's tables
+        owners.claim(conn, ds.name, ds.tables, "tidemark_live")  # decide has no run id: the name its cursor uses
         ds = ensure_schema(conn, ds)
         if tip is None:
             tip = source_tip(ds)
@@ -165,6 +167,7 @@ def ingest(
     done: list[dict[str, Any]] = []
     with connect() as conn:
         ds = resolve(conn, ds)
+        owners.claim(conn, ds.name, ds.tables, run_id)  # refused before reading the source, not at the first unit
         cursor = cursors.position(conn, ds.name)
         if cursor is None:
             raise CursorConflict(f"dataset {ds.name!r} has no live cursor; run the decide step first")
@@ -174,6 +177,7 @@ def ingest(
             batch = Batch(len(done), cursor, cursor + unit_td)
             with staged_window(ds, batch) as staged:  # read before the transaction opens
                 with conn.transaction():  # synchronous_commit stays on: live units are durable one by one
+                    owners.check(conn, ds.name, ds.tables, run_id)
                     replace_window(conn, ds, batch, staged)
                     ledger.record(conn, ds.name, batch.start, batch.end, row_counts(staged), run_id)
                     if not cursors.compare_and_swap(conn, ds.name, batch.start, batch.end, by=run_id):

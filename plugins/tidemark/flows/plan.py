@@ -20,7 +20,7 @@ from tidemark.errors import InvalidInput
 from tidemark.model.batch import Batch
 from tidemark.model.timeparse import format_interval, parse_instant, parse_interval
 
-__all__ = ["AUTO", "MAX_BATCHES", "Batch", "Plan", "auto_interval", "estimate_rows", "plan_batches"]
+__all__ = ["AUTO", "MAX_BATCHES", "Batch", "Plan", "auto_interval", "check_range", "estimate_rows", "plan_batches"]
 
 MAX_BATCHES = 1024  # Airflow's default max_map_length
 
@@ -70,18 +70,7 @@ def plan_batches(
     start_at = parse_instant(start)
     end_at = parse_instant(end)
     step = parse_interval(interval)
-    if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
-        raise InvalidInput(f"max_batches {max_batches!r} must be a positive integer; use e.g. {MAX_BATCHES}")
-    if not start_at < end_at:
-        raise InvalidInput(
-            f"start {start_at.isoformat()} must be before end {end_at.isoformat()}; "
-            f"swap them or move end later"
-        )
-    span_us = (end_at - start_at) // _US
-    step_us = step // _US
-    count = -(-span_us // step_us)
-    if count > max_batches:
-        raise InvalidInput(_too_many_message(start_at, end_at, step, count, span_us, max_batches))
+    count = check_range(start_at, end_at, step, max_batches)
     covered = _merge(_parse_loaded(loaded))
     covered_starts = [window[0] for window in covered]
 
@@ -102,6 +91,26 @@ def plan_batches(
         skipped=tuple(skipped),
         total_windows=count,
     )
+
+
+def check_range(start: datetime, end: datetime, step: timedelta, max_batches: int = MAX_BATCHES) -> int:
+    """How many windows ``[start, end)`` makes at ``step``; InvalidInput saying what to change if it cannot be planned.
+
+    The request checks this before any write, the plan task plans from it:
+    the same rule, so a range accepted at trigger time always plans.
+    """
+    if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
+        raise InvalidInput(f"max_batches {max_batches!r} must be a positive integer; use e.g. {MAX_BATCHES}")
+    if not start < end:
+        raise InvalidInput(
+            f"start {start.isoformat()} must be before end {end.isoformat()}; "
+            f"swap them or move end later"
+        )
+    span_us = (end - start) // _US
+    count = -(-span_us // (step // _US))
+    if count > max_batches:
+        raise InvalidInput(_too_many_message(start, end, step, count, span_us, max_batches))
+    return count
 
 
 def _too_many_message(

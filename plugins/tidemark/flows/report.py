@@ -16,24 +16,23 @@ import psycopg
 from tidemark.timescale.compressor import Chunk
 from tidemark.connection import one
 from tidemark.model.dataset import Dataset
-from tidemark.model.payloads import BatchResultPayload, RefreshedAggregate, ReloadedWindow, Report, Summary
+from tidemark.model.payloads import BatchResultPayload, RefreshedAggregate, ReloadedWindow, Report
+from tidemark.model.run_plan import RunPlan
 from tidemark.timescale.schema import regclass_text
-from tidemark.model.timeparse import parse_instant
+from tidemark.model.timeparse import format_interval
 
 
 def build_report(
     conn: psycopg.Connection,
     ds: Dataset,
-    summary: Summary,
+    plan: RunPlan,
     results: Mapping[int, BatchResultPayload | None],
     *,
     reloaded: Sequence[ReloadedWindow] = (),
     left_for_live: Sequence[Chunk] = (),
     refreshed: Sequence[RefreshedAggregate] = (),
 ) -> Report:
-    run_id = summary["run_id"]
-    start = parse_instant(summary["start"])
-    end = parse_instant(summary["end"])
+    run_id, start, end = plan.run_id, plan.start, plan.end
     loaded: dict[str, int] = {t.name: 0 for t in ds.tables}
     for r in results.values():
         if r:
@@ -75,11 +74,12 @@ def build_report(
     return {
         "run_id": run_id,
         "dataset": ds.name,
-        "window": {"start": summary["start"], "end": summary["end"], "batch_interval": summary["batch_interval"]},
+        "window": {"start": start.isoformat(), "end": end.isoformat(),
+                   "batch_interval": format_interval(plan.batch_interval)},
         "batches": {
-            "windows": summary["total_windows"],
-            "loaded": summary["planned_batches"],
-            "already_loaded": summary["skipped_windows"],
+            "windows": plan.total_windows,
+            "loaded": len(plan.batches),
+            "already_loaded": len(plan.skipped),
             "reloaded_after_verification": len(reloaded),
         },
         "rows_loaded": loaded,
@@ -103,10 +103,10 @@ def build_report(
             # Chunks written straight into the columnstore (direct COPY) have no "before": their size.
             "written_compressed": direct_bytes,
         },
-        "write_mode": "direct-to-columnstore COPY" if summary.get("direct_compress") else "classic COPY",
+        "write_mode": "direct-to-columnstore COPY" if plan.direct_compress else "classic COPY",
         "peak_uncompressed_backlog": {"chunks": peak_chunks, "bytes": peak_bytes},
         "seconds_from_last_batch_to_fully_compressed": round(tail, 2),
-        "retention": list(summary.get("retention") or []),
+        "retention": list(plan.retention),
         "continuous_aggregates_refreshed": list(refreshed),
         "verified": True,
     }

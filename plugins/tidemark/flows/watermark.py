@@ -1,99 +1,83 @@
-"""The backfill watermark: how far back-to-front data is known to be complete.
+"""The backfill watermark: the end of the committed prefix of the run's range, read from the batch ledger.
 
-Mapped batches finish in any order, but consumers (continuous aggregates,
-downstream readers) need a single instant before which nothing is missing.
-That instant is the end of the longest contiguous prefix of finished batches,
-so a batch that finishes early never moves the watermark past a gap, and one
-stuck batch holds it back however many later ones succeed.
+Batches finish in any order, but compression, backpressure and downstream
+readers need one instant before which nothing is missing. The ledger row of
+a batch commits in the same transaction as its rows, so the contiguous
+prefix of ledger windows from the run's start is exactly what is safe to
+compress, known the moment a batch commits: a batch that finishes early never
+moves the watermark past a gap, one stuck batch holds it back however many
+later ones succeed, and a commit lost in a crash takes its ledger row with it.
+There is no second watermark from task states: a task's state can say
+success while its commit was lost, the ledger cannot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from tidemark.model.batch import Batch
+import psycopg
 
-__all__ = ["Watermark", "compute_watermark", "advance"]
+from tidemark.model.run_plan import RunPlan
+from tidemark.state import ledger
+
+__all__ = ["Watermark", "compute", "read"]
 
 
 @dataclass(frozen=True)
 class Watermark:
-    """Batches ``0..completed-1`` are done; data before ``time`` is complete."""
+    """Data before ``time`` is complete; ``completed`` of the plan's ``total`` batches lie behind it."""
 
     completed: int
     total: int
     time: datetime
-
-    @property
-    def last_index(self) -> int:
-        """Index of the last batch inside the complete prefix, -1 when none is."""
-        return self.completed - 1
+    last_commit: datetime | None = None  # the run's latest batch commit, for staleness checks
 
     @property
     def complete(self) -> bool:
-        """True once every planned batch is inside the prefix."""
         return self.completed == self.total
 
 
-def compute_watermark(
-    done: Iterable[int], batches: Sequence[Batch], *, start: datetime | None = None
+def compute(
+    plan: RunPlan, loaded: Iterable[tuple[datetime, datetime]], *, since: datetime | None = None,
+    last_commit: datetime | None = None,
 ) -> Watermark:
-    """Watermark from scratch for the set of finished batch indexes ``done``.
+    """The watermark over ``loaded`` windows (any order, overlapping or touching), from the plan's start.
 
-    ``start`` is where the watermark sits before any batch finishes; it
-    defaults to the first batch's start and is needed only for an empty plan.
+    ``since`` is a point already known to be inside the prefix (the last
+    poke's watermark), so only windows beyond it need to be given.
     """
-    if start is None:
-        if not batches:
-            raise ValueError("compute_watermark needs start= when there are no batches")
-        start = batches[0].start
-    _check_indexes(batches)
-    finished = _as_checked_set(done, len(batches))
-    return _extend(Watermark(completed=0, total=len(batches), time=start), finished, batches)
+    mark = max(plan.start, since) if since is not None else plan.start
+    for s, e in sorted(loaded):
+        if s > mark:
+            break
+        mark = max(mark, e)
+    mark = min(mark, plan.end)
+    return Watermark(_behind([b.end for b in plan.batches], mark), len(plan.batches), mark, last_commit)
 
 
-def advance(previous: Watermark, done: Collection[int], batches: Sequence[Batch]) -> Watermark:
-    """Continue from a persisted watermark without rescanning the finished prefix.
+def read(conn: psycopg.Connection, plan: RunPlan) -> Watermark:
+    """The run's watermark now: the last recorded one as a lower bound, then the ledger beyond it.
 
-    Because ``done`` only ever grows, batches ``0..previous.completed-1`` are
-    already known finished; scanning resumes at ``previous.completed`` and
-    yields exactly what ``compute_watermark`` would.
+    Costs O(batches in flight), not O(batches): only the windows beyond the
+    recorded watermark are read.
     """
-    if previous.total != len(batches):
-        raise ValueError(
-            f"previous watermark covers {previous.total} batches but the plan has "
-            f"{len(batches)}; recompute it with compute_watermark"
-        )
-    finished = _as_checked_set(done, len(batches))
-    return _extend(previous, finished, batches)
+    row = conn.execute(
+        "SELECT r.watermark_time, (SELECT max(committed_at) FROM tidemark.batch_ledger l"
+        " WHERE l.dataset = r.dataset AND l.run_id = r.run_id) FROM tidemark.runs r WHERE r.run_id = %s",
+        (plan.run_id,),
+    ).fetchone()
+    since = row[0] if row and row[0] is not None else plan.start
+    beyond = ledger.loaded_windows(conn, plan.dataset, max(since, plan.start), plan.end)
+    return compute(plan, beyond, since=since, last_commit=row[1] if row else None)
 
 
-def _extend(current: Watermark, finished: Collection[int], batches: Sequence[Batch]) -> Watermark:
-    k = current.completed
-    n = len(batches)
-    while k < n and k in finished:
-        k += 1
-    if k == current.completed:
-        return current
-    return Watermark(completed=k, total=n, time=batches[k - 1].end)
-
-
-def _as_checked_set(done: Iterable[int], n: int) -> Collection[int]:
-    finished = done if isinstance(done, (set, frozenset)) else set(done)
-    for index in finished:
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
-            raise ValueError(f"batch index {index!r} is outside the plan's range 0..{n - 1}")
-    return finished
-
-
-def _check_indexes(batches: Sequence[Batch]) -> None:
-    # ``done`` holds Batch.index values while the prefix is positional; they
-    # agree only for a plan re-indexed 0..n-1, so refuse anything else.
-    for position, batch in enumerate(batches):
-        if batch.index != position:
-            raise ValueError(
-                f"batch at position {position} has index {batch.index}; pass the plan's "
-                f"batches in order (indexes 0..n-1)"
-            )
+def _behind(ends: Sequence[datetime], mark: datetime) -> int:
+    """How many batches end at or before ``mark`` (batch ends ascend with their index)."""
+    n = 0
+    for end in ends:
+        if end > mark:
+            break
+        n += 1
+    return n

@@ -1,1 +1,1 @@
-"""load"""
+"""One batch window from source pieces to COPY: checks, encodings (text, CSV, binary), spools, the transaction."""

@@ -27,11 +27,12 @@ import psycopg
 from psycopg import sql
 
 from tidemark import faults, retrying
-from tidemark.state import ledger
+from tidemark.state import ledger, owners
 from tidemark.connection import ConnectionFactory
 from tidemark.model.dataset import Dataset, Hypertable
 from tidemark.errors import BadRow
-from tidemark.load.encoding import TablePayloads, encode_window
+from tidemark.load.encoding import encode_window
+from tidemark.load.spool import TablePayloads
 from tidemark.model.batch import Batch
 from tidemark.timescale.schema import resolve, table_ident
 
@@ -192,6 +193,7 @@ def write_batch(conn: psycopg.Connection, dataset: Dataset, batch: Batch, staged
         conn.execute("SET LOCAL synchronous_commit = off")
         if dataset.direct_compress:  # resolved at plan time (tidemark.timescale.columnstore)
             conn.execute("SET LOCAL timescaledb.enable_direct_compress_copy = on")
+        owners.check(conn, dataset.name, dataset.tables, run_id)  # before the DELETE: another dataset's rows stay
         replace_window(conn, dataset, batch, staged)
         faults.check("insert_batch.before_commit", batch.index)
         ledger.record(conn, dataset.name, batch.start, batch.end, row_counts(staged), run_id)

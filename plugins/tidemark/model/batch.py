@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from tidemark.errors import InvalidInput
+from tidemark.model.payloads import BatchPayload
 from tidemark.model.timeparse import parse_instant
 
 __all__ = ["Batch"]
@@ -32,7 +33,7 @@ class Batch:
                 f"end {self.end.isoformat()}"
             )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> BatchPayload:
         """Plain JSON types only, because the batch is pushed through XCom."""
         return {"index": self.index, "start": self.start.isoformat(), "end": self.end.isoformat()}
 

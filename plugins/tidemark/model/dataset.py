@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from tidemark.errors import InvalidInput
 from tidemark.model.column_types import ColumnType, parse_type
+from tidemark.model.schedule import Live, parse_schedule
 from tidemark.model.timeparse import parse_interval
 
 Piece = tuple[Any, ...]  # (table name, data) or (table name, data, origin)
@@ -114,6 +115,29 @@ class Column:
         return parse_type(self.type)
 
 
+def check_dataset_name(value: object) -> str:
+    """A dataset's name, or InvalidInput: it names staging schemas and Airflow params, so it stays a plain identifier."""
+    if not isinstance(value, str) or not DATASET_NAME.match(value):
+        raise InvalidInput(f"dataset name {value!r} must match [a-z_][a-z0-9_]{{0,62}}")
+    return value
+
+
+def check_column_ref(table: str, what: str, name: str, columns: Sequence[Column]) -> None:
+    """InvalidInput unless ``name`` is one of ``columns``; shared with declarations, which report it at its own key."""
+    names = [c.name for c in columns]
+    if name not in names:
+        raise InvalidInput(f"table {table!r}: {what} {name!r} is not one of its columns {names}")
+
+
+def check_time_column(table: str, column: Column) -> None:
+    """InvalidInput unless ``column`` can place every row in a chunk and a batch window: a NOT NULL timestamptz."""
+    if not column.parsed.is_timestamptz or column.nullable:
+        raise InvalidInput(
+            f"table {table!r}: time_column {column.name!r} must be a NOT NULL timestamptz "
+            f"(it is {column.parsed.short}{', nullable' if column.nullable else ''})"
+        )
+
+
 def _interval(value: timedelta | str, what: str) -> timedelta:
     td = parse_interval(value) if isinstance(value, str) else value
     if not isinstance(td, timedelta) or td <= timedelta(0):
@@ -168,14 +192,8 @@ class Hypertable:
         ]
         for group, what in wanted:
             for name in group:
-                if name not in names:
-                    raise InvalidInput(f"table {self.name!r}: {what} {name!r} is not one of its columns {names}")
-        time_col = cols[names.index(self.time_column)]
-        if not time_col.parsed.is_timestamptz or time_col.nullable:
-            raise InvalidInput(
-                f"table {self.name!r}: time_column {self.time_column!r} must be a NOT NULL timestamptz "
-                f"(it is {time_col.parsed.short}{', nullable' if time_col.nullable else ''})"
-            )
+                check_column_ref(self.name, what, name, cols)
+        check_time_column(self.name, cols[names.index(self.time_column)])
 
     @property
     def resolved(self) -> bool:
@@ -216,10 +234,13 @@ class Dataset:
     origin: str = field(default="", compare=False)
     # Direct-to-columnstore COPY (tidemark.timescale.columnstore): None = auto (on where every table allows it).
     direct_compress: bool | None = None
+    # Scheduled backfill runs over each data interval (cron or preset); None: manual runs only.
+    schedule: str | None = None
+    # Live ingestion (its own DAG); None: the dataset has no live DAG.
+    live: Live | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not DATASET_NAME.match(self.name):
-            raise InvalidInput(f"dataset name {self.name!r} must match [a-z_][a-z0-9_]{{0,62}}")
+        check_dataset_name(self.name)
         tables = tuple(self.tables)
         if not tables:
             raise InvalidInput(f"dataset {self.name!r} declares no tables")
@@ -227,6 +248,10 @@ class Dataset:
         keys = [(t.schema, t.name) for t in tables]
         if len(set(keys)) != len(keys):
             raise InvalidInput(f"dataset {self.name!r} declares a table twice: {[t.qualified for t in tables]}")
+        if self.schedule is not None:
+            object.__setattr__(self, "schedule", parse_schedule(self.schedule))
+        if self.live is not None and not isinstance(self.live, Live):
+            raise InvalidInput(f"dataset {self.name!r}: live must be a tidemark Live, got {type(self.live).__name__}")
         orphans = [t.name for t in tables if t.source is None and self.source is None]
         if orphans:
             raise InvalidInput(f"dataset {self.name!r}: tables {orphans} have no source and the dataset has none")

@@ -2,26 +2,19 @@
 
 XCom carries plain JSON, so these are TypedDicts (JSON objects with known
 keys), not dataclasses: what plan pushes is exactly what insert_batch, the
-sensor and finalize pull, and mypy checks both ends against the same type.
-``check_*`` validate a pulled value at the boundary, so a payload of the
-wrong shape (an XCom from an older Tidemark, a hand-made dict in a drill)
-fails with a message naming the missing keys instead of a KeyError deep in
-a task.
+sensor and finalize receive, and mypy checks both ends against the same type.
+The values they stand for are read back at each task's boundary by
+``RunPlan.of`` and ``Batch.from_dict``, which refuse a payload of the wrong
+shape (an XCom from an older Tidemark, a hand-made dict in a drill) with a
+message naming what is missing instead of a KeyError deep in a task.
 """
 
 # No `from __future__ import annotations`: TypedDict must see NotRequired[...] itself (not as a string)
-# for __required_keys__, which check_* use, to be right.
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, NotRequired, Protocol, TypedDict, cast
-
-from tidemark.errors import TidemarkError
-
-if TYPE_CHECKING:
-    from tidemark.model.batch import Batch
+# for __required_keys__, which RunPlan.of uses, to be right.
+from typing import NotRequired, TypedDict
 
 __all__ = [
-    "BatchPayload", "BatchResultPayload", "Planned", "Report", "RetentionInfo", "Summary",
-    "batch_payload", "check_batch", "check_result", "check_summary", "result_payload",
+    "BatchPayload", "BatchResultPayload", "PlanPayload", "Planned", "Report", "RetentionInfo",
 ]
 
 
@@ -41,29 +34,33 @@ class RetentionInfo(TypedDict):
     scheduled: bool
 
 
-class Summary(TypedDict):
-    """Plan's XCom ``summary``: everything the later tasks need to know about the run."""
+class PlanPayload(TypedDict):
+    """The run's plan as XCom carries it (``tidemark.model.run_plan.RunPlan`` writes and reads it)."""
 
     run_id: str
     dataset: str
+    kind: str
     start: str
     end: str
     batch_interval: str
+    batches: list[list[str]]  # [start, end] of batch 0, 1, ...
+    skipped: list[list[str]]  # windows already loaded before this run
     total_windows: int
     skipped_windows: int
     planned_batches: int
     dry_run: bool
-    retention: NotRequired[list[RetentionInfo]]  # absent in summaries of runs planned before it existed
-    would_load: NotRequired[list[BatchPayload]]  # dry runs only
-    # Tables written by direct-to-columnstore COPY (tidemark.timescale.columnstore), and whether their chunks are
-    # recompressed behind the watermark; absent in summaries planned before the mode existed (classic).
-    direct_compress: NotRequired[list[str]]
-    recompress_unordered: NotRequired[bool]
+    retention: list[RetentionInfo]
+    direct_compress: list[str]
+    recompress_unordered: bool
+    staging: NotRequired[str]  # catchup only
+    already_staged: NotRequired[list[int]]
 
 
 class Planned(TypedDict):
+    """The plan task's outputs: the plan, and the batches its mapped task is expanded over."""
+
+    plan: PlanPayload
     batches: list[BatchPayload]
-    summary: Summary
 
 
 class BatchResultPayload(TypedDict):
@@ -149,59 +146,3 @@ class Report(TypedDict):
     retention: list[RetentionInfo]
     continuous_aggregates_refreshed: list[RefreshedAggregate]
     verified: bool
-
-
-class _LoadedBatch(Protocol):
-    """What a loader's result offers (tidemark.load.loader.BatchResult): read by attribute, not by its to_dict."""
-
-    @property
-    def index(self) -> int: ...
-    @property
-    def rows(self) -> dict[str, int]: ...
-    @property
-    def seconds(self) -> float: ...
-    @property
-    def generate_seconds(self) -> float: ...
-    @property
-    def db_seconds(self) -> float: ...
-    @property
-    def attempts(self) -> int: ...
-
-
-def batch_payload(batch: "Batch") -> BatchPayload:
-    return {"index": batch.index, "start": batch.start.isoformat(), "end": batch.end.isoformat()}
-
-
-def result_payload(batch: "Batch", result: _LoadedBatch) -> BatchResultPayload:
-    return {
-        "index": result.index, "start": batch.start.isoformat(), "end": batch.end.isoformat(),
-        "rows": {str(k): int(v) for k, v in result.rows.items()}, "seconds": float(result.seconds),
-        "generate_seconds": float(result.generate_seconds), "db_seconds": float(result.db_seconds),
-        "attempts": int(result.attempts),
-    }
-
-
-class PayloadMismatch(TidemarkError):
-    """An XCom value does not have the shape this Tidemark version pushes."""
-
-
-def _check(kind: type[Any], what: str, value: object) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise PayloadMismatch(f"{what} is a {type(value).__name__}, not a JSON object")
-    required: frozenset[str] = kind.__required_keys__
-    missing = sorted(required - set(value))
-    if missing:
-        raise PayloadMismatch(f"{what} lacks {', '.join(missing)}; it was not made by this Tidemark version's plan")
-    return value
-
-
-def check_summary(value: object) -> Summary:
-    return cast(Summary, _check(Summary, "summary", value))
-
-
-def check_batch(value: object) -> BatchPayload:
-    return cast(BatchPayload, _check(BatchPayload, "batch", value))
-
-
-def check_result(value: object) -> BatchResultPayload:
-    return cast(BatchResultPayload, _check(BatchResultPayload, "batch result", value))

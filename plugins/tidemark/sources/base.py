@@ -1,37 +1,61 @@
 """Helpers every source shares: the optional abilities asked for by name, one-table sources' tagging.
 
-The contract itself - what a source must do, the pieces it may yield, its
-optional ``expected_counts``/``tip``/``describe`` - is documented where the
-type is defined, on :class:`tidemark.model.dataset.Source`.
+The contract itself - what a source must do, the pieces it may yield - is
+documented where the type is defined, on :class:`tidemark.model.dataset.Source`;
+its optional abilities are the typed protocols here (``CountsRows``,
+``KnowsTip``, ``Describes``), asked with ``isinstance`` so mypy checks both sides.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from tidemark.errors import InvalidInput
 from tidemark.model.dataset import Hypertable, Piece, RowBatch, Source
 
-__all__ = ["Piece", "RowBatch", "Source", "describe", "each_table", "expected_counts", "only", "tip"]
+__all__ = [
+    "CountsRows", "Describes", "KnowsTip", "Piece", "RowBatch", "Source", "describe", "each_table", "expected_counts",
+    "only", "tip",
+]
+
+
+@runtime_checkable
+class CountsRows(Protocol):
+    """A source that can count a window's rows cheaply: verification then checks the tables against it too."""
+
+    def expected_counts(
+        self, tables: Sequence[Hypertable], start: datetime, end: datetime
+    ) -> Mapping[str, int] | None: ...
+
+
+@runtime_checkable
+class KnowsTip(Protocol):
+    """A source that knows how far its data reaches: live ingestion and its hand-over to catchup need it."""
+
+    def tip(self, tables: Sequence[Hypertable]) -> datetime | None: ...
+
+
+@runtime_checkable
+class Describes(Protocol):
+    """A source with a one-line, secret-free description for logs and reports."""
+
+    def describe(self) -> str: ...
 
 
 def expected_counts(
     source: Source, tables: Sequence[Hypertable], start: datetime, end: datetime
 ) -> Mapping[str, int] | None:
-    counter = getattr(source, "expected_counts", None)
-    return counter(tables, start, end) if counter is not None else None
+    return source.expected_counts(tables, start, end) if isinstance(source, CountsRows) else None
 
 
 def tip(source: Source, tables: Sequence[Hypertable]) -> datetime | None:
-    finder = getattr(source, "tip", None)
-    return finder(tables) if finder is not None else None
+    return source.tip(tables) if isinstance(source, KnowsTip) else None
 
 
 def describe(source: Source) -> str:
-    d = getattr(source, "describe", None)
-    return d() if d is not None else type(source).__name__
+    return source.describe() if isinstance(source, Describes) else type(source).__name__
 
 
 def only(tables: Sequence[Hypertable]) -> Hypertable:

@@ -13,18 +13,20 @@ YAML.
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidatorFunctionWrapHandler, WrapValidator, create_model
+from pydantic_core import PydanticCustomError
 
 from tidemark.errors import InvalidInput
 from tidemark.model.dataset import Source
 
-__all__ = ["SourceKind", "from_spec", "keys", "kinds", "register", "validation_error_text"]
+__all__ = ["SourceKind", "build_source", "from_spec", "keys", "kinds", "register", "validation_error_text"]
 
 # Constructor parameters filled in by the loader, never by a declaration.
 LOADER_PARAMETERS = frozenset({"self", "base_dir"})
@@ -44,6 +46,30 @@ class SourceKind:
 
 _kinds: dict[str, SourceKind] = {}
 
+_NOUNS: dict[object, str] = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+                             type(None): "null", Callable: "a Python callable", Path: "a path"}
+
+
+def _as_one_error(hint: Any) -> Any:
+    """A union parameter (``str | Callable``) refused as one error at its own key.
+
+    pydantic reports a union's refusal once per member, located under
+    member tags (``count.str``, ``count.callable``) that are not keys a
+    declaration has; one error naming what is accepted points at the key.
+    """
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return hint
+    members = [_NOUNS.get(typing.get_origin(m) or m, getattr(m, "__name__", str(m))) for m in typing.get_args(hint)]
+    expected = ", ".join(members[:-1]) + f" or {members[-1]}"
+
+    def one_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("union_type", f"must be {expected}, got {value!r}") from None
+
+    return Annotated[hint, WrapValidator(one_error)]
+
 
 def _spec_of(name: str, build: Callable[..., Any]) -> tuple[type[BaseModel], bool]:
     target = build.__init__ if inspect.isclass(build) else build
@@ -58,7 +84,7 @@ def _spec_of(name: str, build: Callable[..., Any]) -> tuple[type[BaseModel], boo
         default = ... if param.default is param.empty else param.default
         # A key named like a BaseModel attribute (``schema``) is held under another name, read by its own.
         field_name = f"{param.name}_" if hasattr(BaseModel, param.name) else param.name
-        fields[field_name] = (hints.get(param.name, Any), Field(default, alias=param.name))
+        fields[field_name] = (_as_one_error(hints.get(param.name, Any)), Field(default, alias=param.name))
     model = create_model(
         f"{name}_source", __config__=ConfigDict(extra="forbid", strict=True, arbitrary_types_allowed=True), **fields
     )
@@ -92,6 +118,23 @@ def validation_error_text(exc: ValidationError) -> tuple[tuple[str | int, ...], 
     return tuple(first.get("loc", ())), message
 
 
+def build_source(name: str, args: Mapping[str, Any], base_dir: Path | None = None) -> Source:
+    """A source of the registered kind ``name`` from its keys (``kind`` left out).
+
+    Keys that do not fit the signature raise pydantic's ValidationError,
+    located at the key, so a declaration validated by pydantic reports the
+    full key path (``tables[0].source.fetch_size``); a constructor's own
+    refusal (a query without its window) stays InvalidInput.
+    """
+    kind = _kinds[name]
+    checked = kind.spec.model_validate(args)
+    fields = kind.spec.model_fields
+    values = {fields[k].alias or k: getattr(checked, k) for k in checked.model_fields_set}
+    if kind.takes_base_dir:
+        values["base_dir"] = base_dir
+    return kind.build(**values)
+
+
 def from_spec(spec: Mapping[str, Any], base_dir: Path | None = None) -> Source:
     """A source from a declaration's ``source`` mapping (``kind`` and that kind's keys)."""
     name = spec.get("kind")
@@ -100,7 +143,7 @@ def from_spec(spec: Mapping[str, Any], base_dir: Path | None = None) -> Source:
         raise InvalidInput(f"source kind must be one of {', '.join(sorted(_kinds))}, got {name!r}")
     args = {k: v for k, v in spec.items() if k != "kind"}
     try:
-        checked = kind.spec.model_validate(args)
+        return build_source(kind.name, args, base_dir)
     except ValidationError as exc:
         loc, message = validation_error_text(exc)
         key = ".".join(str(part) for part in loc)
@@ -109,8 +152,3 @@ def from_spec(spec: Mapping[str, Any], base_dir: Path | None = None) -> Source:
         if message == "is required":
             raise InvalidInput(f"a {name} source needs the key {key!r}") from None
         raise InvalidInput(f"{name} source key {key}: {message}") from None
-    fields = kind.spec.model_fields
-    values = {fields[k].alias or k: getattr(checked, k) for k in checked.model_fields_set}
-    if kind.takes_base_dir:
-        values["base_dir"] = base_dir
-    return kind.build(**values)

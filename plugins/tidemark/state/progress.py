@@ -27,10 +27,17 @@ import psycopg
 HISTORY_CAP = 256  # plenty for a plot ~760 px wide; the tab reads all of it every refresh
 HISTORY_KEEP = timedelta(days=14)
 
-# One statement: thin this run's history if it is full, prune old runs' history, insert the poke.
-# Data-modifying CTEs share one snapshot, so the delete never sees (or removes) the new row.
+# One statement, one observation: the run's row gets the latest watermark (the lower bound the next read
+# starts from), the peak backlog and the heartbeat that keeps its claim alive; the history gets the poke,
+# thinned when full, and old runs' history is pruned. Data-modifying CTEs share one snapshot, so the
+# deletes never see (or remove) the new row.
+_UPDATE_RUN = """UPDATE tidemark.runs SET watermark_batches = %(wm)s, watermark_time = %(wm_time)s,
+        peak_backlog_chunks = greatest(peak_backlog_chunks, %(chunks)s),
+        peak_backlog_bytes = greatest(peak_backlog_bytes, %(bytes)s), updated_at = clock_timestamp()
+    WHERE run_id = %(run)s"""
 _RECORD_POKE = """
-WITH n AS (SELECT count(*) AS rows FROM tidemark.poke_history WHERE run_id = %(run)s),
+WITH run AS (""" + _UPDATE_RUN + """ RETURNING run_id, dataset, window_start, window_end),
+n AS (SELECT count(*) AS rows FROM tidemark.poke_history WHERE run_id = %(run)s),
 thin AS (
     DELETE FROM tidemark.poke_history h
     USING (SELECT at, row_number() OVER (ORDER BY at) AS r FROM tidemark.poke_history WHERE run_id = %(run)s) o, n
@@ -44,7 +51,7 @@ SELECT r.run_id, %(wm)s, %(wm_time)s, %(chunks)s, %(bytes)s, %(left_chunks)s, %(
        coalesce((SELECT sum(c.value::bigint) FROM tidemark.batch_ledger b, jsonb_each_text(b.row_counts) c
                  WHERE b.dataset = r.dataset AND b.run_id = r.run_id
                    AND b.window_start >= r.window_start AND b.window_start < r.window_end), 0)
-FROM tidemark.runs r WHERE r.run_id = %(run)s
+FROM run r
 ON CONFLICT (run_id, at) DO NOTHING
 """
 
@@ -61,24 +68,23 @@ def record_poke(
     remaining_bytes: int,
     cap: int = HISTORY_CAP,
 ) -> None:
-    """The sensor's observation of one poke, for the UI's backlog plot (one short statement).
+    """The sensor's observation of one poke: the run's progress and the UI's backlog plot, one short statement.
 
-    Never fails the poke over the plot: two observations in the same clock tick
-    (the embedded engine's clock has millisecond resolution) keep the first,
-    and a database whose bookkeeping predates the table (a run planned before
-    an upgrade) simply gets no history until its next run creates it.
+    Two observations in the same clock tick (the embedded engine's clock has
+    millisecond resolution) keep the first in the history. The progress is
+    recorded even where the history cannot be: a run planned before an upgrade
+    added the history table gets its watermark, never a failed poke over a plot.
     """
+    values = {
+        "run": run_id, "cap": cap, "keep": HISTORY_KEEP, "wm": watermark_batches, "wm_time": watermark_time,
+        "chunks": backlog_chunks, "bytes": backlog_bytes, "left_chunks": remaining_chunks, "left_bytes": remaining_bytes,
+    }
     try:
-        conn.execute(
-            _RECORD_POKE,
-            {
-                "run": run_id, "cap": cap, "keep": HISTORY_KEEP, "wm": watermark_batches, "wm_time": watermark_time,
-                "chunks": backlog_chunks, "bytes": backlog_bytes, "left_chunks": remaining_chunks,
-                "left_bytes": remaining_bytes,
-            },
-        )
+        conn.execute(_RECORD_POKE, values)
     except psycopg.errors.UndefinedTable:
-        pass
+        if not conn.autocommit:
+            conn.rollback()
+        conn.execute(_UPDATE_RUN, values)
 
 
 @dataclass(frozen=True)

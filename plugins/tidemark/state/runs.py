@@ -10,7 +10,6 @@ run cannot block a dataset forever.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,20 +24,6 @@ _CLAIM_LOCK = 0x7469_6466  # serialises claims across all datasets; claims are r
 
 class RunConflict(TidemarkError):
     """Another run is loading an overlapping window of the same dataset."""
-
-
-@dataclass(frozen=True)
-class RunProgress:
-    run_id: str
-    dataset: str
-    state: str
-    planned_batches: int
-    watermark_batches: int
-    watermark_time: datetime | None
-    peak_backlog_chunks: int
-    peak_backlog_bytes: int
-    started_at: datetime
-    updated_at: datetime
 
 
 def claim(
@@ -97,32 +82,6 @@ def heartbeat(conn: psycopg.Connection, run_id: str) -> None:
         "UPDATE tidemark.runs SET state = 'running', updated_at = clock_timestamp(), finished_at = NULL WHERE run_id = %s",
         (run_id,),
     )
-
-
-def record_progress(
-    conn: psycopg.Connection,
-    run_id: str,
-    *,
-    watermark_batches: int,
-    watermark_time: datetime,
-    backlog_chunks: int,
-    backlog_bytes: int,
-) -> None:
-    conn.execute(
-        "UPDATE tidemark.runs SET watermark_batches = %s, watermark_time = %s,"
-        " peak_backlog_chunks = greatest(peak_backlog_chunks, %s), peak_backlog_bytes = greatest(peak_backlog_bytes, %s),"
-        " updated_at = clock_timestamp() WHERE run_id = %s",
-        (watermark_batches, watermark_time, backlog_chunks, backlog_bytes, run_id),
-    )
-
-
-def progress(conn: psycopg.Connection, run_id: str) -> RunProgress | None:
-    row = conn.execute(
-        "SELECT run_id, dataset, state, planned_batches, watermark_batches, watermark_time, peak_backlog_chunks,"
-        " peak_backlog_bytes, started_at, updated_at FROM tidemark.runs WHERE run_id = %s",
-        (run_id,),
-    ).fetchone()
-    return RunProgress(*row) if row else None
 
 
 def finish(conn: psycopg.Connection, run_id: str, state: str, report: Mapping[str, Any] | None = None) -> None:

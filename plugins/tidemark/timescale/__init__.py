@@ -1,1 +1,1 @@
-"""timescale"""
+"""TimescaleDB itself: hypertables and their schema, the columnstore (direct COPY), compression, policies."""

@@ -23,16 +23,15 @@ with it.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import psycopg
 
+from tidemark import config
 from tidemark.connection import one
 from tidemark.model.dataset import Dataset, Hypertable
-from tidemark.errors import InvalidInput
 
 GUC = "timescaledb.enable_direct_compress_copy"
-ENV = "TIDEMARK_DIRECT_COMPRESS"
+ENV = "TIDEMARK_DIRECT_COMPRESS"  # read by tidemark.config; named here for the tests that set it
 
 # TimescaleDB chunk status bits (_timescaledb_functions.chunk_status).
 COMPRESSED = 1
@@ -48,15 +47,11 @@ RECOMPRESS_MIN_WRITES = 4
 
 
 def requested(dataset: Dataset) -> bool | None:
-    """The mode asked for: True (on), False (off) or None (auto), the environment winning."""
-    raw = os.environ.get(ENV, "").strip().lower()
-    if raw in ("", "auto"):
+    """The mode asked for: True (on), False (off) or None (auto, the dataset's own choice), the setting winning."""
+    mode = config.direct_compress()
+    if mode == "auto":
         return dataset.direct_compress
-    if raw in ("on", "true", "1", "yes"):
-        return True
-    if raw in ("off", "false", "0", "no"):
-        return False
-    raise InvalidInput(f"{ENV}={raw!r}: use auto, on or off")
+    return mode == "on"
 
 
 def server_supports(conn: psycopg.Connection) -> bool:

@@ -34,9 +34,8 @@ from tidemark import faults, retrying
 from tidemark.timescale.columnstore import COMPRESSED as _COMPRESSED
 from tidemark.timescale.columnstore import PARTIAL as _PARTIAL
 from tidemark.timescale.columnstore import UNORDERED as _UNORDERED
-from tidemark.model.dataset import Dataset, Hypertable
+from tidemark.model.dataset import Dataset
 from tidemark.retrying import is_transient
-from tidemark.timescale.schema import regclass_text
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +130,6 @@ _SIZE_SQL = (
     " FROM _timescaledb_catalog.chunk cc WHERE cc.id = ch.compressed_chunk_id), 0)"
     " FROM _timescaledb_catalog.chunk ch WHERE ch.schema_name = %s AND ch.table_name = %s)"
 )
-
-
-def chunk_bytes(conn: psycopg.Connection, table: Hypertable, chunk: Chunk) -> int | None:
-    row = conn.execute(
-        "SELECT total_bytes FROM chunks_detailed_size(%s::regclass) WHERE chunk_schema = %s AND chunk_name = %s",
-        (regclass_text(conn, table), chunk.schema, chunk.name),
-    ).fetchone()
-    return int(row[0]) if row and row[0] is not None else None
 
 
 def backlog(conn: psycopg.Connection, dataset: Dataset, start: datetime, end: datetime) -> tuple[int, int]:

@@ -15,85 +15,9 @@ from tidemark.model.column_types import parse_type
 from tidemark.connection import one
 from tidemark.model.dataset import Column, Dataset, Hypertable
 from tidemark.errors import InvalidInput
+from tidemark.state import tables
 
-BOOKKEEPING = "tidemark"
 _SCHEMA_LOCK = 0x7469_6465  # "tide": one advisory lock for all schema changes
-
-_BOOKKEEPING_DDL = [
-    "CREATE SCHEMA IF NOT EXISTS tidemark",
-    # One row per loaded batch window, written in the batch's own transaction:
-    # the ledger never claims rows that did not commit with it.
-    """CREATE TABLE IF NOT EXISTS tidemark.batch_ledger (
-        dataset text NOT NULL,
-        window_start timestamptz NOT NULL,
-        window_end timestamptz NOT NULL,
-        row_counts jsonb NOT NULL,
-        run_id text NOT NULL,
-        committed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-        PRIMARY KEY (dataset, window_start),
-        CHECK (window_start < window_end))""",
-    # Last time fully ingested per dataset (live ingestion and catchup publish).
-    """CREATE TABLE IF NOT EXISTS tidemark.cursors (
-        dataset text PRIMARY KEY,
-        position timestamptz NOT NULL,
-        updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-        updated_by text NOT NULL)""",
-    # A backfill/catchup run's claim on a window and its progress, so a second
-    # overlapping run can refuse up front and a restarted sensor can resume.
-    """CREATE TABLE IF NOT EXISTS tidemark.runs (
-        run_id text PRIMARY KEY,
-        dataset text NOT NULL,
-        kind text NOT NULL,
-        window_start timestamptz NOT NULL,
-        window_end timestamptz NOT NULL,
-        state text NOT NULL DEFAULT 'running',
-        planned_batches integer NOT NULL DEFAULT 0,
-        watermark_batches integer NOT NULL DEFAULT 0,
-        watermark_time timestamptz,
-        peak_backlog_chunks integer NOT NULL DEFAULT 0,
-        peak_backlog_bytes bigint NOT NULL DEFAULT 0,
-        last_batch_end_at timestamptz,
-        started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-        updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-        finished_at timestamptz,
-        report jsonb)""",
-    # Every compress_chunk Tidemark ran: the report and the tests read it to
-    # prove compression happened progressively, not at the end.
-    """CREATE TABLE IF NOT EXISTS tidemark.compression_log (
-        id bigserial PRIMARY KEY,
-        run_id text,
-        dataset text NOT NULL,
-        hypertable text NOT NULL,
-        chunk text NOT NULL,
-        range_start timestamptz NOT NULL,
-        range_end timestamptz NOT NULL,
-        phase text NOT NULL,
-        bytes_before bigint,
-        bytes_after bigint,
-        seconds double precision NOT NULL,
-        compressed_at timestamptz NOT NULL DEFAULT clock_timestamp())""",
-    "CREATE INDEX IF NOT EXISTS compression_log_run_id ON tidemark.compression_log (run_id)",
-    # One row per sensor poke (watermark, backlog, rows so far): the UI's backlog plot.
-    # Bounded per run and pruned by tidemark.state.progress.record_poke; goes with the run's row.
-    """CREATE TABLE IF NOT EXISTS tidemark.poke_history (
-        run_id text NOT NULL REFERENCES tidemark.runs (run_id) ON DELETE CASCADE,
-        at timestamptz NOT NULL DEFAULT clock_timestamp(),
-        watermark_batches integer NOT NULL,
-        watermark_time timestamptz,
-        backlog_chunks integer NOT NULL,
-        backlog_bytes bigint NOT NULL,
-        remaining_chunks integer NOT NULL,
-        remaining_bytes bigint NOT NULL,
-        rows_loaded bigint NOT NULL,
-        PRIMARY KEY (run_id, at))""",
-    # Compression policy jobs Tidemark switched off for a load, to switch back on.
-    """CREATE TABLE IF NOT EXISTS tidemark.paused_policies (
-        job_id integer PRIMARY KEY,
-        dataset text NOT NULL,
-        hypertable text NOT NULL,
-        paused_by text NOT NULL,
-        paused_at timestamptz NOT NULL DEFAULT clock_timestamp())""",
-]
 
 
 def table_ident(table: Hypertable) -> sql.Identifier:
@@ -113,8 +37,7 @@ def ensure_bookkeeping(conn: psycopg.Connection) -> None:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-        for ddl in _BOOKKEEPING_DDL:
-            conn.execute(ddl)
+        tables.ensure(conn)
 
 
 def ensure_schema(conn: psycopg.Connection, dataset: Dataset) -> Dataset:

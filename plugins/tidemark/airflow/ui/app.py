@@ -23,13 +23,15 @@ import psycopg
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import FileResponse, JSONResponse
 
+from tidemark.airflow import names
 from tidemark.state import progress
 from tidemark.connection import DatabaseUnreachable
 
 STATIC = Path(__file__).resolve().parent / "static"
-TIDEMARK_DAGS = ("tidemark_backfill", "tidemark_catchup", "tidemark_live")
-BATCH_TASKS = {"tidemark_backfill": "insert_batch", "tidemark_catchup": "stage_batch"}
 RUNNING_STATES = ("queued", "running")
+# The refused declarations a page lists: each message is already bounded; a folder of broken files is not.
+MAX_REFUSED = 100
+MAX_MESSAGE = 2000
 
 
 class _Database:
@@ -63,6 +65,31 @@ def _default_factory() -> psycopg.Connection:
     return connection_factory()()
 
 
+def refused_declarations(dags_folder: Path) -> list[str]:
+    """The declarations the DAG processor refuses, as this process (the API server) sees them.
+
+    Nothing here imports a DAG file, so what they do is done here: the same
+    settings, the demo where ``TIDEMARK_DEMO`` is on (its dataset and tables
+    decide clashes), and the ``datasets/`` folder next to the DAG files
+    (``AIRFLOW__CORE__DAGS_FOLDER`` may be set only in airflow.cfg, which the
+    catalogue does not read). A bad setting is what the DAG files fail on too.
+    """
+    from tidemark import config, demo
+    from tidemark.declare import catalog
+    from tidemark.declare.strict_yaml import cut
+
+    try:
+        if config.load().demo:
+            demo.enable()
+    except config.InvalidSetting as exc:
+        return [cut(str(exc), MAX_MESSAGE)]
+    catalog.add_search_dir(dags_folder / "datasets")
+    messages = [cut(r.message, MAX_MESSAGE) for r in catalog.errors()]
+    if len(messages) > MAX_REFUSED:
+        messages = [*messages[:MAX_REFUSED], f"… and {len(messages) - MAX_REFUSED} more (the DAG import error lists all)"]
+    return messages
+
+
 def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastAPI:
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.auth.managers.models.resource_details import (
@@ -70,6 +97,7 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
         DagDetails,
     )
     from airflow.api_fastapi.common.db.common import SessionDep
+    from airflow.configuration import conf
     from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
     from airflow.models.dagrun import DagRun
     from airflow.models.taskinstance import TaskInstance
@@ -130,6 +158,10 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
         rows = [r for r in rows if r["dag_id"] in allowed]
         return JSONResponse({"runs": rows, "db_ms": round(ms, 2)})
 
+    @app.get("/api/declarations", dependencies=[read_runs])
+    def declarations() -> JSONResponse:
+        return JSONResponse({"refused": refused_declarations(Path(conf.get("core", "dags_folder")))})
+
     @app.get("/api/dags/{dag_id}/runs/{run_id}", dependencies=[read_runs])
     def run(dag_id: str, run_id: str, session: SessionDep) -> JSONResponse:
         dag_run = session.execute(
@@ -140,9 +172,10 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
         airflow_state = str(getattr(dag_run.state, "value", dag_run.state))
         base: dict[str, Any] = {"dag_id": dag_id, "dag_run_id": run_id, "airflow_state": airflow_state,
                                 "refresh": airflow_state in RUNNING_STATES}
-        if dag_id not in TIDEMARK_DAGS:
+        kind = names.kind_of(dag_id)
+        if kind is None:
             raise HTTPException(404, f"{dag_id} is not a Tidemark DAG")
-        if dag_id == "tidemark_live":
+        if kind == "live":
             return JSONResponse({**base, **live(dag_id, run_id, dict(dag_run.conf or {}), session)})
         ti_columns: list[Any] = [TaskInstance.map_index, TaskInstance.state, TaskInstance.rendered_map_index]
         tasks = [
@@ -150,14 +183,14 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
             for i, s, label in session.execute(
                 select(*ti_columns).where(
                     TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id,
-                    TaskInstance.task_id == BATCH_TASKS[dag_id], TaskInstance.map_index >= 0,
+                    TaskInstance.task_id == names.BATCH_TASK[kind], TaskInstance.map_index >= 0,
                 )
             ).all()
         ]
         staging = None
-        if dag_id == "tidemark_catchup":
-            summary = xcom(session, dag_id, run_id, "plan", "summary")
-            staging = summary.get("staging") if isinstance(summary, dict) else None
+        if kind == "catchup":
+            plan = xcom(session, dag_id, run_id, names.PLAN, names.PLAN_KEY)
+            staging = plan.get("staging") if isinstance(plan, dict) else None
         view, ms = query(lambda conn: progress.run_view(conn, f"{dag_id}/{run_id}", tasks, staging=staging))
         if view is None:
             # Queued, or planning has not claimed the window yet: nothing recorded, but not an error.
@@ -169,10 +202,12 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
     def live(dag_id: str, run_id: str, conf: dict[str, Any], session: Any) -> dict[str, Any]:
         from tidemark.model.timeparse import parse_instant, parse_interval
 
-        decision = xcom(session, dag_id, run_id, "decide", "decision")
-        dataset = (decision or {}).get("dataset") or conf.get("dataset") or "ledgers"
+        decision = xcom(session, dag_id, run_id, names.DECIDE, names.DECISION)
+        dataset = (decision or {}).get("dataset") or names.dataset_of(dag_id)
+        if not dataset:
+            raise HTTPException(404, f"{dag_id} is not bound to a dataset")
         tip = parse_instant(decision["tip"]) if decision and decision.get("tip") else datetime.now(UTC)
-        threshold = parse_interval(conf.get("lag_threshold") or "1 hour")
+        threshold = parse_interval((decision or {}).get("lag_threshold") or conf.get("lag_threshold") or "1 hour")
         view, ms = query(lambda conn: progress.live_view(conn, dataset, tip=tip, threshold=threshold, decision=decision))
         return {**view, "db_ms": round(ms, 2)}
 

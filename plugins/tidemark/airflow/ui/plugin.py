@@ -18,7 +18,7 @@ URL_PREFIX = "/tidemark"
 
 
 class LazyApp:
-    """An ASGI app that builds the FastAPI app (``tidemark.ui.app``) on its first request.
+    """An ASGI app that builds the FastAPI app (``tidemark.airflow.ui.app``) on its first request.
 
     Airflow loads plugins in every component, task processes included (for
     macros); only the API server serves requests, so only it imports FastAPI and

@@ -190,8 +190,20 @@ var Tidemark = (function () {
     tick();
   }
 
+  // Messages quote users' files: text nodes only (el sets textContent), never markup.
+  function refusedDeclarations() {
+    getJSON("api/declarations").then(function (d) {
+      var list = $("refused-list");
+      list.replaceChildren();
+      (d.refused || []).forEach(function (message) { list.appendChild(el("li", {}, message)); });
+      $("refused").hidden = !(d.refused || []).length;
+      document.body.setAttribute("data-declarations", String((d.refused || []).length));
+    }).catch(function (e) { showError("Refused declarations: " + e.message); });
+  }
+
   function runsPage() {
     var base = location.pathname.replace(/\/tidemark\/runs\/?$/, "");
+    refusedDeclarations();
     getJSON("api/runs").then(function (d) {
       var tbody = document.querySelector("#runs tbody");
       tbody.replaceChildren();
