@@ -377,7 +377,7 @@ def test_make_airflow_recipe_starts_standalone_on_postgres_and_tasks_follow_the_
                                     stdout=o, stderr=e, start_new_session=True)
         dep.components["standalone"] = Component("standalone", proc, out, err)
         dep.wait_for("standalone's /api/v2/monitor/health",
-                     lambda: dep.http("GET", "/api/v2/monitor/health", auth=False)[0] == 200, timeout=90, every=1)
+                     lambda: dep.http("GET", "/api/v2/monitor/health", auth=False)[0] == 200, timeout=180, every=1)  # 90 s was short at load 12 on 2 cores
         healthy = time.monotonic() - t0
         health = dep.http("GET", "/api/v2/monitor/health", auth=False)[1]
 
