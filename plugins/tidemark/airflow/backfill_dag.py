@@ -122,7 +122,12 @@ def backfill_dag(settings: Settings, dataset: Dataset | None = None, *, register
                 backfill.plan_run(hooks.connection_factory(), request, context.run_key(), context.run_alive)
             )
 
-        @task(**tasks.mapped_batch(names.INSERT_BATCH, "Insert batch", settings))
+        @task(
+            task_id=names.INSERT_BATCH,
+            task_display_name="Insert batch",
+            map_index_template="{{ batch_label }}",
+            max_active_tis_per_dagrun=settings.max_parallel_batches,
+        )
         @tasks.fail_fast
         def insert_batch(batch: BatchPayload, plan: PlanPayload) -> BatchResultPayload:
             run, b = tasks.this_batch(plan, batch)

@@ -72,7 +72,12 @@ def catchup_dag(settings: Settings, dataset: Dataset | None = None, *, register:
             except catchup.CursorMoved as exc:
                 raise AirflowFailException(str(exc)) from None
 
-        @task(**tasks.mapped_batch(names.STAGE_BATCH, "Stage batch", settings))
+        @task(
+            task_id=names.STAGE_BATCH,
+            task_display_name="Stage batch",
+            map_index_template="{{ batch_label }}",
+            max_active_tis_per_dagrun=settings.max_parallel_batches,
+        )
         @tasks.fail_fast
         def stage_batch(batch: BatchPayload, plan: PlanPayload) -> BatchResultPayload:
             run, b = tasks.this_batch(plan, batch)

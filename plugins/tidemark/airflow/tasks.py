@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from tidemark.airflow import context, heap, names
-from tidemark.config import Settings
 from tidemark.errors import InvalidInput
 from tidemark.model.batch import Batch
 from tidemark.model.payloads import BatchPayload, Planned, PlanPayload
@@ -50,13 +49,3 @@ def this_batch(plan: PlanPayload, batch: BatchPayload) -> tuple[RunPlan, Batch]:
     b = run.batch_of(batch)
     context.set_map_label(b.label)
     return run, b
-
-
-def mapped_batch(task_id: str, display_name: str, settings: Settings) -> dict[str, Any]:
-    """The ``@task`` arguments of a run's mapped batch task: named by its window, at most the parallelism at once."""
-    return {
-        "task_id": task_id,
-        "task_display_name": display_name,
-        "map_index_template": "{{ batch_label }}",  # set by this_batch
-        "max_active_tis_per_dagrun": settings.max_parallel_batches,
-    }
