@@ -1,8 +1,11 @@
 """Exception types shared by every Tidemark module.
 
 A single root class lets DAG code catch "anything Tidemark refused" without
-also swallowing unrelated bugs; ``InvalidInput`` marks the subset that the
-user can fix by changing a parameter, so its message always says what to change.
+also swallowing unrelated bugs; ``InvalidInput`` marks what the user's input
+caused - a parameter, a declaration, the source's data, a rival run over the
+same window - so its message always says what to change. Retrying cannot fix
+any of it: the Airflow layer fails an ``InvalidInput`` at once, and only
+transient failures (``tidemark.retrying``) are retried.
 """
 
 from __future__ import annotations
@@ -18,5 +21,6 @@ class InvalidInput(TidemarkError):
     """A user-supplied value was rejected; the message names it and the fix."""
 
 
-class BadRow(TidemarkError):
+class BadRow(InvalidInput):
     """A source produced a row that does not fit the table or the batch window."""
+

@@ -16,14 +16,14 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from tidemark.errors import TidemarkError
+from tidemark.errors import InvalidInput
 
 STALE_AFTER = timedelta(minutes=30)
 _CLAIM_LOCK = 0x7469_6466  # serialises claims across all datasets; claims are rare
 
 
-class RunConflict(TidemarkError):
-    """Another run is loading an overlapping window of the same dataset."""
+class RunConflict(InvalidInput):
+    """Another run is loading an overlapping window of the same dataset: the same request would only meet it again."""
 
 
 def claim(

@@ -1,0 +1,95 @@
+"""Input errors under real Airflow (dag.test()): each fails its task at once, try 1 of 3, and harms nothing.
+
+A value a column cannot take, a rival run over the window: retrying would only meet the same error
+again, so none of them is retried.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from psycopg import sql
+
+from tests.dags.test_backfill_dag import load_dag
+from tidemark.connection import connect, factory
+from tidemark.declare import catalog
+from tidemark.flows import backfill
+from tidemark.flows.request import BackfillRequest
+from tidemark.model.dataset import Column, Dataset, Hypertable
+from tidemark.sources import FilesSource
+
+UTC = timezone.utc
+START = datetime(2024, 5, 1, tzinfo=UTC)
+
+
+def conf(ds: Dataset, start: datetime = START, hours: int = 12, **changes: Any) -> dict[str, Any]:
+    return {"dataset": ds.name, "start": start.isoformat(), "end": (start + timedelta(hours=hours)).isoformat(),
+            "batch_interval": "3 hours", **changes}
+
+
+def tries(run: Any) -> dict[str, tuple[str, int]]:
+    """Each task instance's state and try number, as ``task[map_index]``."""
+    return {f"{ti.task_id}[{ti.map_index}]": (ti.state, ti.try_number) for ti in run.get_task_instances()}
+
+
+@pytest.fixture
+def schema(dsn: str) -> Iterator[str]:
+    """A schema of the test's own on the target engine, dropped afterwards."""
+    name = f"inp_{uuid.uuid4().hex[:8]}"
+    with connect(dsn) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    yield name
+    with connect(dsn) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+def test_a_value_a_column_cannot_take_fails_its_batch_at_once(
+    airflow_conn: str, dsn: str, schema: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """CSV files: 'n/a' in a smallint column (refused while encoding) and a code too long for its varchar(4)
+    (refused by the server's COPY): each fails its batch on its first try; the other batches load."""
+    for h in range(12):
+        hour = START + timedelta(hours=h)
+        folder = tmp_path / hour.strftime("%Y-%m-%d/%H")
+        folder.mkdir(parents=True)
+        bad = {(4, 30): ("n/a", "ok"), (7, 10): ("7", "far too long")}
+        lines = ["t,n,code"] + [",".join(((hour + timedelta(minutes=m)).isoformat(), *bad.get((h, m), (str(m), "ok"))))
+                                for m in range(0, 60, 10)]
+        (folder / "part.csv").write_text("\n".join(lines) + "\n")
+    table = Hypertable("counts", "t", (Column("t", "timestamptz"), Column("n", "smallint", True),
+                                       Column("code", "varchar(4)", True)), timedelta(hours=6), schema=schema,
+                       source=FilesSource(f"file://{tmp_path}/{{start:%Y-%m-%d/%H}}/*.csv", "csv"))
+    ds = Dataset(f"csv_{schema}", (table,))
+    catalog.register(ds)
+    try:
+        run = load_dag().test(run_conf=conf(ds))
+    finally:
+        catalog.unregister(ds.name)
+    text = "".join(capfd.readouterr())
+    got = tries(run)
+    assert got["plan[-1]"] == ("success", 1)
+    assert got["insert_batch[1]"] == ("failed", 1), f"a value refused while encoding is not retried: {got}"
+    assert got["insert_batch[2]"] == ("failed", 1), f"a value the server refused is not retried: {got}"
+    assert got["insert_batch[0]"] == got["insert_batch[3]"] == ("success", 1)
+    assert run.state == "failed"
+    assert "column 'n' (smallint) cannot take a value" in text and "'n/a'" in text
+    assert "the database refused a value: value too long for type character varying(4)" in text
+    with connect(dsn) as conn:
+        windows = conn.execute("SELECT window_start FROM tidemark.batch_ledger WHERE dataset = %s ORDER BY 1",
+                               (ds.name,)).fetchall()
+    assert [w[0] for w in windows] == [START, START + timedelta(hours=9)]
+
+
+def test_a_run_overlapping_a_rivals_claim_fails_its_plan_at_once(
+    registered_dataset: Dataset, airflow_conn: str, dsn: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    backfill.plan_run(factory(dsn), BackfillRequest.from_params(conf(registered_dataset, hours=24)), "rival-loader")
+    run = load_dag().test(run_conf=conf(registered_dataset))
+    assert run.state == "failed"
+    assert tries(run)["plan[-1]"] == ("failed", 1), "a rival run is not waited out by retrying"
+    assert "overlaps backfill run 'rival-loader'" in "".join(capfd.readouterr())
