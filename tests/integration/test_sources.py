@@ -21,7 +21,7 @@ from tidemark.state import ledger
 from tidemark.connection import connect, factory
 from tidemark.model.dataset import Column, Dataset, Hypertable
 from tidemark.errors import BadRow
-from tidemark.errors import InvalidInput
+from tidemark.errors import InvalidInput, SourceRefused
 from tidemark.load.loader import ValueRefused, load_batch, staged_window
 from tidemark.model.batch import Batch
 from tidemark.timescale.schema import ensure_schema, resolve, table_ident
@@ -319,6 +319,85 @@ def test_an_unreachable_source_fails_the_batch_and_writes_nothing(
         load_batch(factory(dsn), ds, Batch(0, T0, T0 + timedelta(hours=1)), "g", attempts=1)
     assert "hunter2-secret" not in str(caught.value) and "gone" in str(caught.value)
     assert read_back(conn, table) == []
+
+
+# --------------------------------------------------------------------------- sql: sources that only read
+
+
+@pytest.fixture(params=["embedded", "postgres15"])
+def guarded(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, str, str]]:
+    """(dsn, conn_id, schema) on each server a sql source may read: the embedded engine (also Tidemark's target,
+    with TimescaleDB) and a real PostgreSQL 15. The schema holds ``src`` (100 rows a minute apart from T0),
+    ``log`` (empty), ``victim`` (3 rows) and ``w()``, a function that writes a row to ``log``."""
+    dsn = request.getfixturevalue("dsn") if request.param == "embedded" else request.getfixturevalue("source_pg").dsn
+    schema, conn_id = unique("guard"), unique("guard_conn")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", dsn.split("?")[0])
+    s = sql.Identifier(schema)
+    with connect(dsn) as c:
+        c.execute(sql.SQL("CREATE SCHEMA {}").format(s))
+        c.execute(sql.SQL("CREATE TABLE {}.src (t timestamptz NOT NULL, v integer)").format(s))
+        c.execute(sql.SQL("INSERT INTO {}.src SELECT %s::timestamptz + g * interval '1 minute', g"
+                          " FROM generate_series(0, 99) g").format(s), (T0,))
+        c.execute(sql.SQL("CREATE TABLE {}.log (x integer)").format(s))
+        c.execute(sql.SQL("CREATE TABLE {}.victim AS SELECT g FROM generate_series(1, 3) g").format(s))
+        c.execute(sql.SQL("CREATE FUNCTION {}.w() RETURNS integer LANGUAGE sql AS {}").format(
+            s, sql.Literal(f'INSERT INTO "{schema}".log VALUES (1) RETURNING 1')))
+    yield dsn, conn_id, schema
+    with connect(dsn) as c:
+        c.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(s))
+
+
+def guarded_table(schema: str, source: SqlSource) -> Hypertable:
+    return Hypertable("src", "t", (Column("t", "timestamptz"), Column("v", "integer", True)), timedelta(hours=1),
+                      schema=schema, source=source)
+
+
+def untouched(dsn: str, schema: str) -> tuple[int, int]:
+    """(rows written to log, rows left in victim): (0, 3) while nothing was written."""
+    with connect(dsn) as c:
+        s = sql.Identifier(schema)
+        return (c.execute(sql.SQL("SELECT count(*) FROM {}.log").format(s)).fetchone()[0],
+                c.execute(sql.SQL("SELECT count(*) FROM {}.victim").format(s)).fetchone()[0])
+
+
+WINDOW = "t >= %(start)s AND t < %(end)s"
+HOUR = (T0, T0 + timedelta(hours=1))
+
+
+def test_every_statement_a_sql_source_runs_is_read_only(guarded: tuple[str, str, str]) -> None:
+    """Reading, counting and the tip all run in a READ ONLY transaction: what writes is refused."""
+    dsn, conn_id, schema = guarded
+    ro = "current_setting('transaction_read_only') = 'on'"  # true only inside a READ ONLY transaction
+    s = SqlSource(conn_id, f'SELECT t, v FROM "{schema}".src WHERE {WINDOW} AND {ro}',
+                  tip_query=f'SELECT max(t) FROM "{schema}".src WHERE {ro}')
+    table = guarded_table(schema, s)
+    assert sum(len(piece[1].rows) for piece in s.read((table,), *HOUR)) == 60
+    assert s.expected_counts((table,), *HOUR) == {"src": 60}
+    assert s.tip((table,)) == T0 + timedelta(minutes=99)
+
+    writes = f'"{schema}".w() > 0'
+    w = SqlSource(conn_id, f'SELECT t, v FROM "{schema}".src WHERE {WINDOW} AND (SELECT {writes})',
+                  tip_query=f'SELECT max(t) FROM "{schema}".src WHERE {writes}')
+    table = guarded_table(schema, w)
+    for call in (lambda: list(w.read((table,), *HOUR)), lambda: w.expected_counts((table,), *HOUR),
+                 lambda: w.tip((table,))):
+        with pytest.raises(SourceRefused, match="read-only transaction"):
+            call()
+    assert untouched(dsn, schema) == (0, 3)
+
+
+def test_the_server_refuses_several_statements_in_a_query_or_a_tip_query(guarded: tuple[str, str, str]) -> None:
+    dsn, conn_id, schema = guarded
+    s = SqlSource(conn_id, f'SELECT t, v FROM "{schema}".src WHERE {WINDOW}; DELETE FROM "{schema}".victim',
+                  tip_query=f'DROP TABLE "{schema}".victim; SELECT now()')
+    table = guarded_table(schema, s)
+    with pytest.raises(SourceRefused, match="cannot insert multiple commands into a prepared statement"):
+        list(s.read((table,), *HOUR))
+    with pytest.raises(SourceRefused, match="tip_query"):
+        s.tip((table,))
+    with pytest.raises(SourceRefused):
+        s.expected_counts((table,), *HOUR)
+    assert untouched(dsn, schema) == (0, 3)
 
 
 # --------------------------------------------------------------------------- files: Parquet and CSV

@@ -7,27 +7,48 @@ by psycopg as parameters, never formatted into the text), or a source
 in memory at once. Counting (for verification) and the tip (for live
 ingestion) reuse the same query: ``count(*)`` over the window, and
 ``max(time)`` over an unbounded window, unless ``tip_query`` says better.
+
+A source only reads. Every statement it runs - the window's rows, a count,
+the tip - runs in a ``READ ONLY`` transaction (a query calling
+``drop_chunks()`` or a function that inserts fails there) and as exactly
+one statement: through a server-side cursor, whose ``DECLARE`` goes
+over the extended query protocol, which the server refuses to split
+(``DROP TABLE x; SELECT now()`` is refused whole) and which takes a query,
+never a command. What the database refuses because of the query or its data
+is ``SourceRefused``, bad input that no retry fixes; a lost connection stays
+what it is, and is retried.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import psycopg
+import psycopg.errors as pe
 from psycopg import sql
+from psycopg.rows import tuple_row
 
-from tidemark.connection import one
-from tidemark.model.dataset import check_identifier
-from tidemark.errors import InvalidInput
+from tidemark import retrying
+from tidemark.errors import InvalidInput, SourceRefused
+from tidemark.model.dataset import RowBatch, check_identifier
 from tidemark.sources import access
-from tidemark.model.dataset import RowBatch
 
 if TYPE_CHECKING:
     from tidemark.model.dataset import Hypertable
 
 _cursor_names = itertools.count()
+
+# What the database says when the statement itself cannot run as written (class 42: syntax, a missing
+# table or column, no privilege; 0A: not a query; 22: a value; 25006: it writes; 08P01: the parameters
+# psycopg binds are not the ones the statement has). Anything else - a lost connection above all - is not
+# the query's fault and keeps its own type.
+_QUERY_FAULTS: tuple[type[psycopg.Error], ...] = (
+    pe.ProgrammingError, pe.NotSupportedError, pe.DataError, pe.ReadOnlySqlTransaction, pe.ProtocolViolation,
+)
 
 
 class SqlSource:
@@ -76,6 +97,36 @@ class SqlSource:
             sql.SQL(", ").join(sql.Identifier(c) for c in table.column_names), source, t, t
         )
 
+    @property
+    def _key(self) -> str:
+        """The declaration key a refused read points at."""
+        return "query" if self.query is not None else "table"
+
+    @contextmanager
+    def _read_only(self) -> Iterator[psycopg.Connection]:
+        """A connection to the source, inside a READ ONLY transaction for as long as the block runs."""
+        with access.connection(self.conn_id)() as conn:
+            conn.read_only = True  # psycopg opens every transaction with BEGIN READ ONLY
+            with conn.transaction():
+                yield conn
+
+    @contextmanager
+    def _refusals(self, key: str, table: Hypertable | None) -> Iterator[None]:
+        """The database's refusal of the statement itself as SourceRefused naming the table and ``key``."""
+        try:
+            yield
+        except psycopg.Error as exc:
+            if retrying.is_transient(exc) or not isinstance(exc, _QUERY_FAULTS):
+                raise
+            raise SourceRefused(self._refused(key, table, _first_line(exc), exc)) from None
+
+    def _refused(self, key: str, table: Hypertable | None, detail: str, exc: BaseException | None = None) -> str:
+        what = f"table {table.qualified}: " if table is not None else ""
+        hint = ""
+        if isinstance(exc, pe.ReadOnlySqlTransaction):
+            hint = " (a source may only read: its statements run in a READ ONLY transaction)"
+        return f"{what}the sql source's {key} (via connection {self.conn_id!r}) is refused: {detail}{hint}; fix the {key}"
+
     def read(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> Iterator[tuple[str, Any, str]]:
         for table in tables:
             yield from self._read_one(table, tables, start, end)
@@ -84,43 +135,57 @@ class SqlSource:
         self, table: Hypertable, tables: Sequence[Hypertable], start: datetime, end: datetime
     ) -> Iterator[tuple[str, Any, str]]:
         origin = f"sql source via connection {self.conn_id!r}"
-        with access.connection(self.conn_id)() as conn:
-            with conn.transaction():
-                with conn.cursor(name=f"tidemark_source_{next(_cursor_names)}") as cur:
-                    cur.itersize = self.fetch_size
-                    cur.execute(self._select(table, tables), {"start": start, "end": end})
-                    names = tuple(d.name for d in cur.description or ())
-                    while True:
-                        rows = cur.fetchmany(self.fetch_size)
-                        if not rows:
-                            break
-                        yield table.name, RowBatch(names, rows), origin
+        select = self._select(table, tables)
+        with self._refusals(self._key, table), self._read_only() as conn, _cursor(conn) as cur:
+            cur.itersize = self.fetch_size
+            cur.execute(select, {"start": start, "end": end})
+            names = tuple(d.name for d in cur.description or ())
+            while True:
+                rows = cur.fetchmany(self.fetch_size)
+                if not rows:
+                    break
+                yield table.name, RowBatch(names, rows), origin
 
     def expected_counts(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> dict[str, int] | None:
         if not self.count:
             return None
         out = {}
-        with access.connection(self.conn_id)() as conn:
-            for table in tables:
-                q = sql.SQL("SELECT count(*) FROM ({}) AS tidemark_window").format(self._select(table, tables))
-                out[table.name] = int(one(conn.execute(q, {"start": start, "end": end}))[0])
+        for table in tables:
+            q = sql.SQL("SELECT count(*) FROM ({}) AS tidemark_window").format(self._select(table, tables))
+            out[table.name] = int(self._value(self._key, table, q, {"start": start, "end": end}))
         return out
 
     def tip(self, tables: Sequence[Hypertable]) -> datetime | None:
-        with access.connection(self.conn_id)() as conn:
-            if self.tip_query:
-                row = conn.execute(sql.SQL(self.tip_query)).fetchone()  # the dataset author's own query
-                return row[0] if row else None
-            tips = []
-            for table in tables:
-                q = sql.SQL("SELECT max({}) FROM ({}) AS tidemark_all").format(
-                    sql.Identifier(table.time_column), self._select(table, tables)
-                )
-                row = conn.execute(q, {"start": "-infinity", "end": "infinity"}).fetchone()
-                if row and row[0] is not None:
-                    tips.append(row[0])
+        if self.tip_query:
+            tip: datetime | None = self._value("tip_query", None, sql.SQL(self.tip_query), None)  # the author's query
+            return tip
+        tips = []
+        for table in tables:
+            q = sql.SQL("SELECT max({}) FROM ({}) AS tidemark_all").format(
+                sql.Identifier(table.time_column), self._select(table, tables)
+            )
+            value = self._value(self._key, table, q, {"start": "-infinity", "end": "infinity"})
+            if value is not None:
+                tips.append(value)
         return min(tips) if tips else None
+
+    def _value(self, key: str, table: Hypertable | None, query: sql.SQL | sql.Composed, params: dict[str, Any] | None) -> Any:
+        """The first column of the first row ``query`` returns (None without one), read-only, one statement."""
+        with self._refusals(key, table), self._read_only() as conn, _cursor(conn) as cur:
+            cur.execute(query, params)
+            row = cur.fetchone()
+        return row[0] if row else None
 
     def describe(self) -> str:
         what = "a query" if self.query else f"table {self.schema}.{self.table or '<hypertable name>'}"
         return f"sql source: {what} via connection {self.conn_id!r}"
+
+
+def _cursor(conn: psycopg.Connection) -> psycopg.ServerCursor[tuple[Any, ...]]:
+    """A server-side cursor: one statement over the extended protocol, a query and never a command; tuple rows."""
+    return psycopg.ServerCursor(conn, f"tidemark_source_{next(_cursor_names)}", row_factory=tuple_row)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
