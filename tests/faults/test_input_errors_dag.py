@@ -1,7 +1,7 @@
 """Input errors under real Airflow (dag.test()): each fails its task at once, try 1 of 3, and harms nothing.
 
-A value a column cannot take, a rival run over the window: retrying would only meet the same error
-again, so none of them is retried.
+A source query that writes, a value a column cannot take, a rival run over the window: retrying would
+only meet the same error again, so none of them is retried.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tidemark.declare import catalog
 from tidemark.flows import backfill
 from tidemark.flows.request import BackfillRequest
 from tidemark.model.dataset import Column, Dataset, Hypertable
-from tidemark.sources import FilesSource
+from tidemark.sources import FilesSource, SqlSource
 
 UTC = timezone.utc
 START = datetime(2024, 5, 1, tzinfo=UTC)
@@ -37,6 +37,13 @@ def tries(run: Any) -> dict[str, tuple[str, int]]:
     return {f"{ti.task_id}[{ti.map_index}]": (ti.state, ti.try_number) for ti in run.get_task_instances()}
 
 
+def claimed(dsn: str, dataset: str) -> int:
+    with connect(dsn) as conn:
+        if conn.execute("SELECT to_regclass('tidemark.runs') IS NULL").fetchone()[0]:
+            return 0
+        return int(conn.execute("SELECT count(*) FROM tidemark.runs WHERE dataset = %s", (dataset,)).fetchone()[0])
+
+
 @pytest.fixture
 def schema(dsn: str) -> Iterator[str]:
     """A schema of the test's own on the target engine, dropped afterwards."""
@@ -46,6 +53,41 @@ def schema(dsn: str) -> Iterator[str]:
     yield name
     with connect(dsn) as conn:
         conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+def test_a_query_that_drops_chunks_fails_the_plan_once_and_the_victim_keeps_its_rows(
+    airflow_conn: str, dsn: str, schema: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The source is the target itself; its query returns the table's columns and calls drop_chunks() on a hypertable."""
+    monkeypatch.setenv("AIRFLOW_CONN_INPUT_TARGET_AS_SOURCE", dsn.split("?")[0])
+    s = sql.Identifier(schema)
+    with connect(dsn) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {}.src (t timestamptz NOT NULL, v integer)").format(s))
+        conn.execute(sql.SQL("INSERT INTO {}.src SELECT %s::timestamptz + g * interval '10 minutes', g"
+                             " FROM generate_series(0, 71) g").format(s), (START,))
+        conn.execute(sql.SQL("CREATE TABLE {}.victim (t timestamptz NOT NULL, x integer)").format(s))
+        conn.execute("SELECT create_hypertable(%s, 't', chunk_time_interval => interval '1 day')", (f"{schema}.victim",))
+        conn.execute(sql.SQL("INSERT INTO {}.victim SELECT %s::timestamptz - g * interval '1 hour', g"
+                             " FROM generate_series(1, 72) g").format(s), (START,))
+    attack = (f'SELECT t, v FROM "{schema}".src WHERE t >= %(start)s AND t < %(end)s AND (SELECT count(*) FROM '
+              f"drop_chunks('\"{schema}\".victim', older_than => now() + interval '100 years')) >= 0")
+    table = Hypertable("copied", "t", (Column("t", "timestamptz"), Column("v", "integer", True)), timedelta(days=1),
+                       schema=schema, source=SqlSource("input_target_as_source", attack))
+    ds = Dataset(f"attack_{schema}", (table,))
+    catalog.register(ds)
+    try:
+        run = load_dag().test(run_conf=conf(ds))
+    finally:
+        catalog.unregister(ds.name)
+    text = "".join(capfd.readouterr())
+    with connect(dsn) as conn:
+        assert conn.execute(sql.SQL("SELECT count(*) FROM {}.victim").format(s)).fetchone()[0] == 72
+        assert conn.execute("SELECT to_regclass(%s) IS NULL", (f"{schema}.copied",)).fetchone()[0], "nothing created"
+    assert run.state == "failed"
+    assert tries(run)["plan[-1]"] == ("failed", 1), "an input error is not retried"
+    assert f"dataset {ds.name!r}: table {schema}.copied: the sql source's query" in text
+    assert "cannot execute drop_chunks() in a read-only transaction" in text
+    assert claimed(dsn, ds.name) == 0
 
 
 def test_a_value_a_column_cannot_take_fails_its_batch_at_once(

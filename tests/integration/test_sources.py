@@ -26,6 +26,7 @@ from tidemark.load.loader import ValueRefused, load_batch, staged_window
 from tidemark.model.batch import Batch
 from tidemark.timescale.schema import ensure_schema, resolve, table_ident
 from tidemark.sources import FilesSource, PythonSource, SqlSource
+from tidemark.sources.base import check_before_load
 from tidemark.flows.verify import source_counts
 
 UTC = timezone.utc
@@ -365,7 +366,7 @@ HOUR = (T0, T0 + timedelta(hours=1))
 
 
 def test_every_statement_a_sql_source_runs_is_read_only(guarded: tuple[str, str, str]) -> None:
-    """Reading, counting and the tip all run in a READ ONLY transaction: what writes is refused."""
+    """Reading, counting, the tip and the plan's check all run in a READ ONLY transaction: what writes is refused."""
     dsn, conn_id, schema = guarded
     ro = "current_setting('transaction_read_only') = 'on'"  # true only inside a READ ONLY transaction
     s = SqlSource(conn_id, f'SELECT t, v FROM "{schema}".src WHERE {WINDOW} AND {ro}',
@@ -374,13 +375,14 @@ def test_every_statement_a_sql_source_runs_is_read_only(guarded: tuple[str, str,
     assert sum(len(piece[1].rows) for piece in s.read((table,), *HOUR)) == 60
     assert s.expected_counts((table,), *HOUR) == {"src": 60}
     assert s.tip((table,)) == T0 + timedelta(minutes=99)
+    s.check((table,), *HOUR)
 
     writes = f'"{schema}".w() > 0'
     w = SqlSource(conn_id, f'SELECT t, v FROM "{schema}".src WHERE {WINDOW} AND (SELECT {writes})',
                   tip_query=f'SELECT max(t) FROM "{schema}".src WHERE {writes}')
     table = guarded_table(schema, w)
     for call in (lambda: list(w.read((table,), *HOUR)), lambda: w.expected_counts((table,), *HOUR),
-                 lambda: w.tip((table,))):
+                 lambda: w.tip((table,)), lambda: w.check((table,), *HOUR)):
         with pytest.raises(SourceRefused, match="read-only transaction"):
             call()
     assert untouched(dsn, schema) == (0, 3)
@@ -398,6 +400,63 @@ def test_the_server_refuses_several_statements_in_a_query_or_a_tip_query(guarded
     with pytest.raises(SourceRefused):
         s.expected_counts((table,), *HOUR)
     assert untouched(dsn, schema) == (0, 3)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ('SELECT t, v FROM "{s}".src WHERE {w}; DELETE FROM "{s}".victim',
+         "cannot insert multiple commands into a prepared statement"),
+        ('SELECT t, v FROM "{s}".src -- WHERE t >= %(start)s AND t < %(end)s', "0 parameter"),
+        ('SELECT t, v FROM "{s}".nowhere WHERE {w}', "does not exist"),
+        ('SELECT t FROM "{s}".src WHERE {w}', "no column 'v'"),
+        ('SELECT g AS t FROM "{s}".victim, (SELECT "{s}".w()) AS w(n) WHERE %(start)s::timestamptz < %(end)s', "no column 'v'"),
+        ('SELECT t, v FROM "{s}".src WHERE {w} AND (SELECT "{s}".w() > 0)', "read-only transaction"),
+    ],
+    ids=["two-statements", "placeholders-in-a-comment", "missing-table", "missing-column", "writes-wrong-columns",
+         "writes-as-it-starts"],
+)
+def test_the_plans_check_refuses_a_query_that_could_never_serve_the_table(
+    guarded: tuple[str, str, str], query: str, message: str
+) -> None:
+    dsn, conn_id, schema = guarded
+    source = SqlSource(conn_id, query.format(s=schema, w=WINDOW))
+    table = guarded_table(schema, source)
+    with pytest.raises(SourceRefused, match=message) as caught:
+        check_before_load(Dataset("checked", (table,)), *HOUR)
+    assert str(caught.value).startswith("dataset 'checked': table ")
+    assert "sql source's query" in str(caught.value) and conn_id in str(caught.value)
+    assert untouched(dsn, schema) == (0, 3)
+
+
+@pytest.mark.parametrize("flow", ["backfill", "catchup"])
+def test_a_plan_refuses_a_query_with_its_placeholders_in_a_comment_before_any_write(
+    dsn: str, guarded: tuple[str, str, str], flow: str
+) -> None:
+    """Without real parameters the query would read every row, whatever the window: refused once, at plan."""
+    from tidemark.declare import catalog
+    from tidemark.flows import backfill, catchup
+    from tidemark.flows.request import BackfillRequest
+
+    _, conn_id, schema = guarded
+    target = unique("never_created")
+    query = f'SELECT t, v FROM "{schema}".src /* WHERE t >= %(start)s AND t < %(end)s */'
+    ds = Dataset(unique("commented"), (guarded_table(target, SqlSource(conn_id, query)),))
+    catalog.register(ds)
+    try:
+        req = BackfillRequest.from_params({"dataset": ds.name, "start": T0.isoformat(),
+                                           "end": (T0 + timedelta(hours=2)).isoformat(), "batch_interval": "1 hour"})
+        plan = backfill.plan_run if flow == "backfill" else catchup.plan_catchup
+        with pytest.raises(SourceRefused) as caught:
+            plan(factory(dsn), req, f"commented-{flow}")
+    finally:
+        catalog.unregister(ds.name)
+    assert str(caught.value).startswith(f"dataset {ds.name!r}: table {target}.src: the sql source's query")
+    assert "it has 0 parameter(s)" in str(caught.value) and "fix the query" in str(caught.value)
+    with connect(dsn) as c:
+        assert c.execute("SELECT to_regnamespace(%s) IS NULL", (target,)).fetchone()[0], "nothing was created"
+        if c.execute("SELECT to_regclass('tidemark.runs') IS NOT NULL").fetchone()[0]:
+            assert c.execute("SELECT count(*) FROM tidemark.runs WHERE dataset = %s", (ds.name,)).fetchone()[0] == 0
 
 
 # --------------------------------------------------------------------------- files: Parquet and CSV

@@ -29,6 +29,7 @@ from tidemark.model.batch import Batch
 from tidemark.model.dataset import Dataset
 from tidemark.model.payloads import BatchResultPayload, Planned, ReloadedWindow, Report
 from tidemark.model.run_plan import BACKFILL, RunPlan
+from tidemark.sources import base as sources
 from tidemark.state import cursors, ledger, owners, runs
 from tidemark.timescale import columnstore, compressor, policies
 from tidemark.timescale.schema import ensure_bookkeeping, ensure_schema
@@ -58,6 +59,7 @@ def plan_run(
     expanded over (none in a dry run).
     """
     ds = catalog.get(request.dataset)
+    sources.check_before_load(ds, request.start, request.end)  # a source that can never serve it fails here, once
     with connect() as conn:
         retention = policies.retention_horizons(conn, ds)
         policies.refuse_beyond_retention(retention, request.start, allowed=request.allow_older_than_retention)

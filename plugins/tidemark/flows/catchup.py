@@ -35,6 +35,7 @@ from tidemark.timescale import policies
 from tidemark.flows.request import BackfillRequest
 from tidemark.model.payloads import BatchResultPayload, Planned
 from tidemark.model.run_plan import CATCHUP, RunPlan
+from tidemark.sources import base as sources
 from tidemark.connection import ConnectionFactory, one
 from tidemark.model.dataset import Dataset, Hypertable
 from tidemark.errors import TidemarkError
@@ -88,6 +89,7 @@ def plan_catchup(
     """
     ds = catalog.get(request.dataset)
     planned = plan_batches(request.start, request.end, request.batch_interval)
+    sources.check_before_load(ds, request.start, request.end)  # before the first write, as a backfill's plan
     schema = staging_schema(ds.name, request.start, request.end, format_interval(request.batch_interval))
     with connect() as conn:
         ensure_bookkeeping(conn)  # the owner table, so the claim comes before any of the dataset's tables

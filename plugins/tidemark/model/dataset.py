@@ -80,6 +80,12 @@ class Source(Protocol):
     * ``tip(tables) -> datetime | None``: how far the data reaches, for live
       ingestion and its hand-over to catchup.
     * ``describe() -> str``: a one-line, secret-free description for logs.
+    * ``check(tables, start, end) -> None``: raise ``InvalidInput`` naming the
+      table and the key to fix if the source could never serve the tables (a
+      query that cannot be prepared, a missing column); the plan asks before
+      its first write, so such a source fails once, not every batch.
+
+    A source only reads: it must not write to anything, least of all the target.
     """
 
     def read(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> Iterable[Piece]: ...

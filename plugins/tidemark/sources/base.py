@@ -3,7 +3,7 @@
 The contract itself - what a source must do, the pieces it may yield - is
 documented where the type is defined, on :class:`tidemark.model.dataset.Source`;
 its optional abilities are the typed protocols here (``CountsRows``,
-``KnowsTip``, ``Describes``), asked with ``isinstance`` so mypy checks both sides.
+``KnowsTip``, ``Describes``, ``ChecksBeforeLoad``), asked with ``isinstance`` so mypy checks both sides.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from tidemark.errors import InvalidInput
-from tidemark.model.dataset import Hypertable, Piece, RowBatch, Source
+from tidemark.errors import InvalidInput, SourceRefused
+from tidemark.model.dataset import Dataset, Hypertable, Piece, RowBatch, Source
 
 __all__ = [
-    "CountsRows", "Describes", "KnowsTip", "Piece", "RowBatch", "Source", "describe", "each_table", "expected_counts",
-    "only", "tip",
+    "ChecksBeforeLoad", "CountsRows", "Describes", "KnowsTip", "Piece", "RowBatch", "Source", "check_before_load",
+    "describe", "each_table", "expected_counts", "only", "tip",
 ]
 
 
@@ -42,6 +42,30 @@ class Describes(Protocol):
     """A source with a one-line, secret-free description for logs and reports."""
 
     def describe(self) -> str: ...
+
+
+@runtime_checkable
+class ChecksBeforeLoad(Protocol):
+    """A source that can tell, before anything is written, that it could never serve its tables as declared.
+
+    ``check`` raises ``InvalidInput`` naming the table and the source's key
+    to fix (a query that cannot be prepared, lacks columns, a file without the
+    time column); it must not write, and should cost far less than a batch.
+    Backfill and catchup plans ask it before their first write, so such a
+    source fails the plan once instead of every batch.
+    """
+
+    def check(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> None: ...
+
+
+def check_before_load(dataset: Dataset, start: datetime, end: datetime) -> None:
+    """Ask every source of ``dataset`` that can check itself; SourceRefused naming the dataset if one refuses."""
+    for source, tables in dataset.feeds():
+        if isinstance(source, ChecksBeforeLoad):
+            try:
+                source.check(tables, start, end)
+            except InvalidInput as exc:
+                raise SourceRefused(f"dataset {dataset.name!r}: {exc}") from None
 
 
 def expected_counts(

@@ -9,14 +9,22 @@ ingestion) reuse the same query: ``count(*)`` over the window, and
 ``max(time)`` over an unbounded window, unless ``tip_query`` says better.
 
 A source only reads. Every statement it runs - the window's rows, a count,
-the tip - runs in a ``READ ONLY`` transaction (a query calling
-``drop_chunks()`` or a function that inserts fails there) and as exactly
-one statement: through a server-side cursor, whose ``DECLARE`` goes
+the tip, the plan's check - runs in a ``READ ONLY`` transaction (a query
+calling ``drop_chunks()`` or a function that inserts fails there) and as
+exactly one statement: through a server-side cursor, whose ``DECLARE`` goes
 over the extended query protocol, which the server refuses to split
 (``DROP TABLE x; SELECT now()`` is refused whole) and which takes a query,
 never a command. What the database refuses because of the query or its data
 is ``SourceRefused``, bad input that no retry fixes; a lost connection stays
 what it is, and is retried.
+
+Before a run writes anything its plan calls ``check``: the query is
+prepared and described on the source, so one that cannot be prepared (a
+syntax error, two statements, a missing table), whose ``%(start)s`` and
+``%(end)s`` are not both real parameters (placeholders left in a comment),
+or which does not return the table's columns is refused once, naming the
+table and the key to fix; then it runs read-only over an empty window, so a
+query that writes as it starts is refused before the first batch.
 """
 
 from __future__ import annotations
@@ -29,7 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg.errors as pe
-from psycopg import sql
+from psycopg import pq, sql
+from psycopg._queries import PostgresQuery  # psycopg's own %(name)s -> $n conversion, the one execute() applies
+from psycopg.adapt import Transformer
 from psycopg.rows import tuple_row
 
 from tidemark import retrying
@@ -125,6 +135,8 @@ class SqlSource:
         hint = ""
         if isinstance(exc, pe.ReadOnlySqlTransaction):
             hint = " (a source may only read: its statements run in a READ ONLY transaction)"
+        elif isinstance(exc, pe.IndeterminateDatatype):
+            hint = " (cast the placeholder, e.g. %(start)s::timestamptz)"
         return f"{what}the sql source's {key} (via connection {self.conn_id!r}) is refused: {detail}{hint}; fix the {key}"
 
     def read(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> Iterator[tuple[str, Any, str]]:
@@ -176,6 +188,35 @@ class SqlSource:
             row = cur.fetchone()
         return row[0] if row else None
 
+    def check(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> None:
+        """Refuse, before a run writes anything, a query this source could never serve its tables with.
+
+        Prepared and described on the source without parameter types (as the
+        server sees the statement psycopg sends), inside a READ ONLY
+        transaction: refused if it cannot be prepared, if it has not exactly
+        the two parameters ``%(start)s`` and ``%(end)s`` become, or if it lacks
+        one of the table's columns. Then run over the empty window
+        ``[start, start)``: a query that writes as it starts is refused here.
+        """
+        for table in tables:
+            select = self._select(table, tables)
+            with self._refusals(self._key, table), self._read_only() as conn:
+                converted = PostgresQuery(Transformer.from_context(conn))
+                converted.convert(select, {"start": start, "end": end})
+                params, columns = _describe(conn, f"tidemark_check_{next(_cursor_names)}", converted.query)
+                if params != 2:
+                    raise SourceRefused(self._refused(
+                        self._key, table, f"it has {params} parameter(s) where %(start)s and %(end)s must make "
+                        "exactly 2 (placeholders in a comment or a string are not parameters)"))
+                missing = [c for c in table.column_names if c not in columns]
+                if missing:
+                    raise SourceRefused(self._refused(
+                        self._key, table, f"it returns no column {', '.join(map(repr, missing))} (it returns "
+                        f"{columns}; the table's columns are {list(table.column_names)})"))
+                with _cursor(conn) as cur:
+                    cur.execute(select, {"start": start, "end": start})
+                    cur.fetchone()
+
     def describe(self) -> str:
         what = "a query" if self.query else f"table {self.schema}.{self.table or '<hypertable name>'}"
         return f"sql source: {what} via connection {self.conn_id!r}"
@@ -184,6 +225,23 @@ class SqlSource:
 def _cursor(conn: psycopg.Connection) -> psycopg.ServerCursor[tuple[Any, ...]]:
     """A server-side cursor: one statement over the extended protocol, a query and never a command; tuple rows."""
     return psycopg.ServerCursor(conn, f"tidemark_source_{next(_cursor_names)}", row_factory=tuple_row)
+
+
+def _describe(conn: psycopg.Connection, name: str, query: bytes) -> tuple[int, list[str]]:
+    """(parameters, column names) of ``query`` as the server prepares it without parameter types; deallocated after."""
+    encoding = conn.info.encoding
+    prepared = conn.pgconn.prepare(name.encode(), query)
+    if prepared.status != pq.ExecStatus.COMMAND_OK:
+        raise pe.error_from_result(prepared, encoding=encoding)
+    try:
+        described = conn.pgconn.describe_prepared(name.encode())
+        if described.status != pq.ExecStatus.COMMAND_OK:
+            raise pe.error_from_result(described, encoding=encoding)
+        return described.nparams, [(described.fname(i) or b"").decode(encoding) for i in range(described.nfields)]
+    finally:
+        # An aborted transaction refuses DEALLOCATE; only a broken connection fails a describe, and it ends the session.
+        if conn.pgconn.transaction_status == pq.TransactionStatus.INTRANS:
+            conn.execute(sql.SQL("DEALLOCATE {}").format(sql.Identifier(name)))
 
 
 def _first_line(exc: BaseException) -> str:
