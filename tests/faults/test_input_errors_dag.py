@@ -1,7 +1,7 @@
 """Input errors under real Airflow (dag.test()): each fails its task at once, try 1 of 3, and harms nothing.
 
-A source query that writes, a value a column cannot take, a rival run over the window: retrying would
-only meet the same error again, so none of them is retried.
+A source query that writes, a value a column cannot take, a rival run over the window, a range that
+cannot be planned: retrying would only meet the same error again, so none of them is retried.
 """
 
 from __future__ import annotations
@@ -135,3 +135,16 @@ def test_a_run_overlapping_a_rivals_claim_fails_its_plan_at_once(
     assert run.state == "failed"
     assert tries(run)["plan[-1]"] == ("failed", 1), "a rival run is not waited out by retrying"
     assert "overlaps backfill run 'rival-loader'" in "".join(capfd.readouterr())
+
+
+def test_an_end_past_the_last_plannable_instant_fails_the_plan_once_saying_so(
+    registered_dataset: Dataset, airflow_conn: str, dsn: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = load_dag().test(run_conf=conf(registered_dataset, start=datetime(9999, 12, 30, tzinfo=UTC),
+                                        end="9999-12-31T23:59:59+00:00", batch_interval="1 day"))
+    assert run.state == "failed"
+    assert tries(run)["plan[-1]"] == ("failed", 1), "a range that cannot be planned is not retried"
+    text = "".join(capfd.readouterr())
+    assert "end 9999-12-31T23:59:59+00:00 is later than 9999-01-01T00:00:00+00:00" in text
+    assert "move end earlier" in text
+    assert claimed(dsn, registered_dataset.name) == 0

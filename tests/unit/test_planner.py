@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tidemark.errors import InvalidInput
-from tidemark.flows.plan import MAX_BATCHES, Plan, plan_batches
+from tidemark.flows.plan import LATEST_END, MAX_BATCHES, Plan, plan_batches
 from tidemark.model.batch import Batch
 from tidemark.model.timeparse import parse_interval
 
@@ -36,6 +36,22 @@ def test_start_equal_end_rejected() -> None:
     with pytest.raises(InvalidInput, match="must be before"):
         plan_batches(D0, D0, "6 hours")
 
+
+
+@pytest.mark.parametrize(("start", "end", "interval"), [
+    ("9999-12-30", "9999-12-31T23:59:59", "1 day"),  # the last window's aligned end was past datetime.max
+    ("2024-01-01", "9999-12-31T23:59:59", "30000 days"),
+    ("9999-01-01", "9999-01-01T00:00:01", "1 hour"),
+])
+def test_an_end_past_the_latest_plannable_instant_is_refused_saying_so(start: str, end: str, interval: str) -> None:
+    with pytest.raises(InvalidInput, match=r"is later than 9999-01-01T00:00:00\+00:00, the latest end .* move end "
+                                           r"earlier"):
+        plan_batches(start, end, interval)
+
+
+def test_an_interval_reaching_past_the_calendar_still_plans_up_to_the_latest_end() -> None:
+    plan = plan_batches("9000-01-01", LATEST_END, "999999 days")  # start + interval is beyond year 9999
+    assert windows(plan) == [(datetime(9000, 1, 1, tzinfo=UTC), LATEST_END)]
 
 @pytest.mark.parametrize("interval", ["0 hours", "-6 hours", timedelta(0), timedelta(hours=-1)])
 def test_non_positive_interval_rejected(interval: str | timedelta) -> None:

@@ -55,6 +55,12 @@ def test_parse_instant_rejects_garbage_with_example(bad: str) -> None:
         assert repr(bad) in message  # names the offending value
 
 
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:00:00-02:00", "0001-01-01T00:30:00+01:00"])
+def test_parse_instant_refuses_an_instant_outside_the_calendar_in_utc(text: str) -> None:
+    with pytest.raises(InvalidInput, match="out of range in UTC"):
+        parse_instant(text)
+
 def test_parse_instant_rejects_non_string() -> None:
     with pytest.raises(InvalidInput, match="int"):
         parse_instant(12345)  # type: ignore[arg-type]

@@ -13,16 +13,24 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from tidemark.errors import InvalidInput
 from tidemark.model.batch import Batch
 from tidemark.model.timeparse import format_interval, parse_instant, parse_interval
 
-__all__ = ["AUTO", "MAX_BATCHES", "Batch", "Plan", "auto_interval", "check_range", "estimate_rows", "plan_batches"]
+__all__ = [
+    "AUTO", "LATEST_END", "MAX_BATCHES", "Batch", "Plan", "auto_interval", "check_range", "check_span", "estimate_rows",
+    "plan_batches",
+]
 
 MAX_BATCHES = 1024  # Airflow's default max_map_length
+
+# The latest end a run may have. Python's datetimes stop at 9999-12-31T23:59:59.999999, and a run reaches past
+# its end (its last window's aligned end, the chunks holding its last rows, read back as datetimes): a year
+# of headroom keeps every one of them a datetime.
+LATEST_END = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 AUTO = "auto"
 # batch_interval "auto": aim for this many rows per batch. At ~0.2 s of Airflow cost per task under
@@ -78,7 +86,7 @@ def plan_batches(
     skipped: list[tuple[datetime, datetime]] = []
     for i in range(count):
         window_start = start_at + step * i
-        window_end = min(window_start + step, end_at)
+        window_end = end_at if end_at - window_start <= step else window_start + step  # never past end: no overflow
         if _is_covered(window_start, window_end, covered, covered_starts):
             skipped.append((window_start, window_end))
         else:
@@ -101,16 +109,26 @@ def check_range(start: datetime, end: datetime, step: timedelta, max_batches: in
     """
     if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
         raise InvalidInput(f"max_batches {max_batches!r} must be a positive integer; use e.g. {MAX_BATCHES}")
-    if not start < end:
-        raise InvalidInput(
-            f"start {start.isoformat()} must be before end {end.isoformat()}; "
-            f"swap them or move end later"
-        )
+    check_span(start, end)
     span_us = (end - start) // _US
     count = -(-span_us // (step // _US))
     if count > max_batches:
         raise InvalidInput(_too_many_message(start, end, step, count, span_us, max_batches))
     return count
+
+
+def check_span(start: datetime, end: datetime) -> None:
+    """InvalidInput unless ``start < end <= LATEST_END``: a range that can be planned at any interval."""
+    if not start < end:
+        raise InvalidInput(
+            f"start {start.isoformat()} must be before end {end.isoformat()}; "
+            f"swap them or move end later"
+        )
+    if end > LATEST_END:
+        raise InvalidInput(
+            f"end {end.isoformat()} is later than {LATEST_END.isoformat()}, the latest end Tidemark plans (dates stop "
+            "at 9999-12-31, and a run's windows and chunks reach beyond its end); move end earlier"
+        )
 
 
 def _too_many_message(

@@ -16,7 +16,7 @@ from typing import Any
 
 from tidemark.declare import catalog
 from tidemark.errors import InvalidInput
-from tidemark.flows.plan import AUTO, auto_interval, estimate_rows, check_range
+from tidemark.flows.plan import AUTO, auto_interval, check_range, check_span, estimate_rows
 from tidemark.model.dataset import Dataset
 from tidemark.model.timeparse import format_interval, parse_instant, parse_interval
 from tidemark.timescale import policies
@@ -64,6 +64,7 @@ class BackfillRequest:
             raise InvalidInput("start and end are required for a manual run (e.g. 2024-01-01T00:00:00+00:00)")
         start = parse_instant(start_raw)
         end = parse_instant(end_raw)
+        check_span(start, end)  # before sizing batches from the source, which would read a range it cannot plan
         raw_interval = str(params.get("batch_interval") or AUTO).strip()
         if raw_interval.lower() == AUTO:
             interval = auto_batch_interval(ds, start, end)

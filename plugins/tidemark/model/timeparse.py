@@ -114,7 +114,10 @@ def parse_instant(value: str | datetime) -> datetime:
     if isinstance(value, datetime):
         if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
             value = value.replace(tzinfo=_UTC)
-        utc = value.astimezone(_UTC)
+        try:
+            utc = value.astimezone(_UTC)
+        except OverflowError:  # 9999-12-31T23:00-02:00 is in year 10000 in UTC
+            raise InvalidInput(f"timestamp {value.isoformat()} is out of range in UTC; {_INSTANT_EXAMPLE}") from None
         # A plain datetime even for subclasses (Airflow hands out pendulum
         # DateTimes, whose differences do not divide by a timedelta).
         return datetime(utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=_UTC)
