@@ -44,6 +44,16 @@ def claimed(dsn: str, dataset: str) -> int:
         return int(conn.execute("SELECT count(*) FROM tidemark.runs WHERE dataset = %s", (dataset,)).fetchone()[0])
 
 
+def run_dataset(ds: Dataset, capfd: pytest.CaptureFixture[str]) -> tuple[Any, str]:
+    """dag.test() the generic backfill DAG over ``ds`` (known to the catalogue meanwhile); the run and its output."""
+    catalog.register(ds)
+    try:
+        run = load_dag().test(run_conf=conf(ds))
+    finally:
+        catalog.unregister(ds.name)
+    return run, "".join(capfd.readouterr())
+
+
 @pytest.fixture
 def schema(dsn: str) -> Iterator[str]:
     """A schema of the test's own on the target engine, dropped afterwards."""
@@ -74,12 +84,7 @@ def test_a_query_that_drops_chunks_fails_the_plan_once_and_the_victim_keeps_its_
     table = Hypertable("copied", "t", (Column("t", "timestamptz"), Column("v", "integer", True)), timedelta(days=1),
                        schema=schema, source=SqlSource("input_target_as_source", attack))
     ds = Dataset(f"attack_{schema}", (table,))
-    catalog.register(ds)
-    try:
-        run = load_dag().test(run_conf=conf(ds))
-    finally:
-        catalog.unregister(ds.name)
-    text = "".join(capfd.readouterr())
+    run, text = run_dataset(ds, capfd)
     with connect(dsn) as conn:
         assert conn.execute(sql.SQL("SELECT count(*) FROM {}.victim").format(s)).fetchone()[0] == 72
         assert conn.execute("SELECT to_regclass(%s) IS NULL", (f"{schema}.copied",)).fetchone()[0], "nothing created"
@@ -107,12 +112,7 @@ def test_a_value_a_column_cannot_take_fails_its_batch_at_once(
                                        Column("code", "varchar(4)", True)), timedelta(hours=6), schema=schema,
                        source=FilesSource(f"file://{tmp_path}/{{start:%Y-%m-%d/%H}}/*.csv", "csv"))
     ds = Dataset(f"csv_{schema}", (table,))
-    catalog.register(ds)
-    try:
-        run = load_dag().test(run_conf=conf(ds))
-    finally:
-        catalog.unregister(ds.name)
-    text = "".join(capfd.readouterr())
+    run, text = run_dataset(ds, capfd)
     got = tries(run)
     assert got["plan[-1]"] == ("success", 1)
     assert got["insert_batch[1]"] == ("failed", 1), f"a value refused while encoding is not retried: {got}"
