@@ -235,6 +235,20 @@ def test_anonymous_and_forged_requests_are_refused(client: Any, dsn: str) -> Non
         assert client.get(path, cookies={"_token": "forged"}).status_code in (401, 403), path
 
 
+def test_every_tidemark_response_is_no_store_and_nosniff(client: Any, token: str) -> None:
+    """JSON, pages, scripts and refusals alike: run data is not for shared caches, nor a content type to guess."""
+    auth = {"Authorization": f"Bearer {token}"}
+    for path, headers, status in [
+        ("/tidemark/api/runs", auth, 200), ("/tidemark/api/declarations", auth, 200), ("/tidemark/runs", auth, 200),
+        ("/tidemark/static/tidemark.js", auth, 200), ("/tidemark/api/dags/tidemark_backfill/runs/none", auth, 404),
+        ("/tidemark/api/runs", {}, 401),
+    ]:
+        r = client.get(path, headers=headers)
+        assert r.status_code == status, (path, r.status_code)
+        assert r.headers.get("cache-control") == "no-store", (path, r.headers)
+        assert r.headers.get("x-content-type-options") == "nosniff", (path, r.headers)
+
+
 def test_responses_carry_no_connection_details(client: Any, token: str, dsn: str) -> None:
     body = client.get("/tidemark/api/runs", headers={"Authorization": f"Bearer {token}"}).text
     for secret in ("postgres:postgres", "postgresql://", "SELECT", str(dsn.split(":")[-1].split("/")[0])):

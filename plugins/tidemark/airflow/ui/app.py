@@ -13,14 +13,14 @@ a fixed message naming only the Airflow connection id.
 # No `from __future__ import annotations`: FastAPI must see the dependency types, imported inside create_app.
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from fastapi import Depends, FastAPI, HTTPException
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from tidemark.airflow import names
@@ -106,6 +106,14 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
 
     db = _Database(factory or _default_factory)
     app = FastAPI(title="Tidemark", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def _no_store_no_sniff(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # Every response, JSON and errors too: run data is not for shared caches, nor a type to be guessed.
+        response = await call_next(request)
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
     read_runs = Depends(requires_access_dag("GET", DagAccessEntity.RUN))
 
     def query(fn: Callable[[psycopg.Connection], Any]) -> tuple[Any, float]:
