@@ -71,7 +71,9 @@ class BackfillRequest:
         else:
             interval = parse_interval(raw_interval)
         check_range(start, end, interval)  # before any write; the plan task plans once, from the same rule
-        return cls(name, start, end, interval, bool(params.get("dry_run", False)),
+        if not isinstance(params.get("dry_run", False), bool):  # "yes" or "false" would be read as true
+            raise InvalidInput(f"dry_run must be true or false, got {str(params.get('dry_run'))[:64]!r}")
+        return cls(name, start, end, interval, params.get("dry_run", False) is True,
                    params.get(policies.ALLOW_PARAM, False) is True)
 
     def describe(self) -> str:

@@ -3,10 +3,11 @@
 A declaration is data, checked when it is made: identifiers reach the
 database only through ``psycopg.sql.Identifier`` and are refused when they
 could not be the name the user meant (PostgreSQL silently truncates names
-over 63 bytes; quotes, semicolons and control characters are typos or
-attacks); column types are parsed into a closed grammar
-(``tidemark.model.column_types``). Nothing here connects to anything: a DAG file
-builds every dataset at parse time.
+over 63 bytes; quotes, semicolons, control characters and invisible
+Unicode ones such as the bidi override U+202E are typos or attacks); column
+types are parsed into a closed grammar (``tidemark.model.column_types``).
+Nothing here connects to anything: a DAG file builds every dataset at parse
+time.
 
 What a source must do is documented on :class:`Source` below; the sources
 Tidemark ships are in ``tidemark.sources``. Which datasets exist is the
@@ -16,6 +17,7 @@ catalogue's business (``tidemark.declare.catalog``).
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -24,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 from tidemark.errors import InvalidInput
 from tidemark.model.column_types import ColumnType, parse_type
 from tidemark.model.schedule import Live, parse_schedule
-from tidemark.model.timeparse import parse_interval
+from tidemark.model.timeparse import format_interval, parse_interval
 
 Piece = tuple[Any, ...]  # (table name, data) or (table name, data, origin)
 
@@ -93,6 +95,10 @@ class Source(Protocol):
 
 DATASET_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _FORBIDDEN_IN_IDENTIFIERS = re.compile(r"[\"';\\\x00-\x1f\x7f]")
+# Unicode control, format (bidi overrides, zero-width), line/paragraph separator, private-use and surrogate characters:
+# a name holding one reads as another name, or as nothing, wherever it is shown.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Co", "Cs"})
+MIN_CHUNK_INTERVAL = timedelta(minutes=1)
 
 
 def check_identifier(value: object, what: str) -> str:
@@ -103,6 +109,10 @@ def check_identifier(value: object, what: str) -> str:
         raise InvalidInput(f"{what} {value!r} is longer than 63 bytes (PostgreSQL would silently truncate it)")
     if _FORBIDDEN_IN_IDENTIFIERS.search(value):
         raise InvalidInput(f"{what} {value!r} contains a quote, semicolon, backslash or control character")
+    hidden = next((c for c in value if unicodedata.category(c) in _INVISIBLE_CATEGORIES), None)
+    if hidden is not None:
+        raise InvalidInput(f"{what} {value!r} contains the invisible or control character U+{ord(hidden):04X} "
+                           f"({unicodedata.name(hidden, unicodedata.category(hidden))})")
     return value
 
 
@@ -151,7 +161,17 @@ def _interval(value: timedelta | str, what: str) -> timedelta:
     return td
 
 
+def check_chunk_interval(table: str, value: timedelta) -> timedelta:
+    """InvalidInput unless ``value`` is at least a minute: finer chunks would make one table per few rows."""
+    if value < MIN_CHUNK_INTERVAL:
+        raise InvalidInput(f"table {table!r}: chunk_interval must be at least 1 minute, got {format_interval(value)} "
+                           "(a hypertable makes a table per chunk)")
+    return value
+
+
 def _names(value: Iterable[str] | str, what: str) -> tuple[str, ...]:
+    if not isinstance(value, (str, list, tuple)):
+        raise InvalidInput(f"{what}s must be a column name or a list of column names, got {type(value).__name__}")
     items = (value,) if isinstance(value, str) else tuple(value)
     return tuple(check_identifier(v, what) for v in items)
 
@@ -180,7 +200,8 @@ class Hypertable:
         check_identifier(self.name, "table name")
         check_identifier(self.schema, f"table {self.name!r}: schema")
         check_identifier(self.time_column, f"table {self.name!r}: time_column")
-        object.__setattr__(self, "chunk_interval", _interval(self.chunk_interval, f"table {self.name!r}: chunk_interval"))
+        object.__setattr__(self, "chunk_interval", check_chunk_interval(
+            self.name, _interval(self.chunk_interval, f"table {self.name!r}: chunk_interval")))
         object.__setattr__(self, "compress_after", _interval(self.compress_after, f"table {self.name!r}: compress_after"))
         object.__setattr__(self, "segmentby", _names(self.segmentby, f"table {self.name!r}: segmentby column"))
         object.__setattr__(self, "orderby", _names(self.orderby, f"table {self.name!r}: orderby column"))
