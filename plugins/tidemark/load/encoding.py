@@ -20,8 +20,10 @@ Two encodings, one per kind of data:
   faithfully (bytea, intervals, arrays) send that piece down the row path.
 
 PostgreSQL stays the judge of values it parses (a varchar too long, a
-numeric out of range, malformed JSON): the loader names the dataset, table,
-window and COPY line when the server refuses one.
+numeric out of range, malformed JSON): when the server refuses one, the
+loader names the dataset, table and window, and maps the COPY line back to
+the row's place in the source (its file and line where the source knows it,
+through the spool's record of its pieces); the value is quoted cut short.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from datetime import datetime
 from itertools import islice
 from typing import IO, Any
 
-from tidemark.errors import BadRow
+from tidemark.errors import BadRow, InvalidInput
 from tidemark.load import arrow_data, copy_binary, copy_csv
 from tidemark.load.copy_text import copy_text
 from tidemark.load.row_checks import check_columns
 from tidemark.load.spool import TablePayloads
 from tidemark.load.table_window import TableWindow
 from tidemark.model.dataset import Hypertable, RowBatch
+from tidemark.model.origin import Origin, shown_names
 
 log = logging.getLogger(__name__)
 
@@ -58,27 +61,28 @@ class TableEncoder:
 
     # -- source columns against table columns ---------------------------
 
-    def _extra(self, present: Iterable[str], origin: str) -> None:
+    def _extra(self, present: Iterable[str], origin: Origin | str) -> None:
         win = self.window
         extra = tuple(sorted(set(present) - set(win.names)))
         key = (win.dataset, win.table.qualified, extra)
         if extra and key not in _warned_extra:
             _warned_extra.add(key)
-            log.info("%s: source columns %s are not table columns; ignored%s", win.where(), list(extra),
-                     f" ({origin})" if origin else "")
+            log.info("%s: source columns %s are not table columns; ignored%s", win.where(), shown_names(extra),
+                     f" ({origin})" if str(origin) else "")
 
-    def _missing(self, present: Iterable[str], origin: str) -> None:
+    def _missing(self, present: Iterable[str], origin: Origin | str, n: int | None = None) -> None:
         names = self.window.names
         have = set(present)
         missing = [c for c in names if c not in have]
         if missing:
-            raise self.window.bad(f"the source has no column {missing[0]!r} (table columns {list(names)}; "
-                                  f"source columns {sorted(have)})", origin)
+            raise self.window.bad(f"the source has no column {missing[0]!r} (table columns {shown_names(names)}; "
+                                  f"source columns {shown_names(sorted(have))})", origin, n)
 
     # -- entry point ----------------------------------------------------
 
-    def add(self, data: Any, origin: str = "") -> None:
+    def add(self, data: Any, origin: Origin | str = "") -> None:
         """Encode one piece: Arrow/pandas data, a RowBatch, or an iterable of rows."""
+        self.window.piece_start = self.window.row
         if arrow_data.is_columnar(data):
             for batch in arrow_data.record_batches(data):
                 self._add_arrow(batch, origin)
@@ -90,7 +94,7 @@ class TableEncoder:
             for i in range(0, len(rows), ROWS_PER_CHUNK):
                 chunk = rows[i:i + ROWS_PER_CHUNK]
                 columns = list(zip(*chunk))  # a cursor's rows all have its width: transpose, then pick by name
-                self._add_columns([columns[p] for p in positions], chunk, origin or data.origin)
+                self._add_columns([columns[p] for p in positions], len(chunk), origin or data.origin)
         else:
             it = iter(data)
             while True:
@@ -100,24 +104,27 @@ class TableEncoder:
                 if isinstance(chunk[0], dict):
                     self._add_dicts(chunk, origin)
                 else:
-                    self._add_tuples(chunk, chunk, origin)
+                    self._add_tuples(chunk, origin)
 
     def finish(self) -> TablePayloads:
         return self.out
 
-    def _append(self, fmt: str, write: Callable[[IO[bytes]], object], rows: int) -> None:
-        """Spool encoded rows; the window's row count moves with them, so later refusals number rows across pieces."""
-        self.out.spool(fmt).append(write, rows)
-        self.window.row += rows
+    def _append(self, fmt: str, write: Callable[[IO[bytes]], object], rows: int, origin: Origin | str) -> None:
+        """Spool encoded rows; the window's row count moves with them, so later refusals number rows across pieces.
+
+        The spool remembers where its rows came from, so a value the server refuses is named by its place too.
+        """
+        win = self.window
+        self.out.spool(fmt).append(write, rows, origin, win.row - win.piece_start, win.row)
+        win.row += rows
 
     # -- the row path ---------------------------------------------------
 
-    def _add_dicts(self, chunk: list[Any], origin: str) -> None:
+    def _add_dicts(self, chunk: list[Any], origin: Origin | str) -> None:
         win = self.window
         if not all(isinstance(r, dict) for r in chunk):
             n = next(i for i, r in enumerate(chunk) if not isinstance(r, dict))
-            raise win.bad(f"row {win.row + n} is a {type(chunk[n]).__name__}, the rows before it dicts: "
-                          f"{chunk[n]!r}", origin)
+            raise win.bad(f"is a {type(chunk[n]).__name__}, the rows before it dicts", origin, n)
         self._extra(chunk[0].keys(), origin)
         tuples = []
         names = win.names
@@ -126,21 +133,19 @@ class TableEncoder:
                 tuples.append(tuple([r[n] for n in names]))
         except KeyError:
             bad = len(tuples)
-            self._missing(chunk[bad].keys(), origin + (", " if origin else "") + f"row {win.row + bad}")
-        self._add_tuples(tuples, chunk, origin)
+            self._missing(chunk[bad].keys(), origin, bad)
+        self._add_tuples(tuples, origin)
 
-    def _add_tuples(self, rows: list[Any], originals: Sequence[Any], origin: str) -> None:
+    def _add_tuples(self, rows: list[Any], origin: Origin | str) -> None:
         win = self.window
         width = len(win.names)
         if set(map(len, rows)) != {width}:
             n = next(i for i, r in enumerate(rows) if len(r) != width)
-            raise win.bad(
-                f"row {win.row + n} has {len(rows[n])} values, expected {width} {win.names}: {originals[n]!r}",
-                origin,
-            )
-        self._add_columns(list(zip(*rows)), originals, origin)
+            time = rows[n][win.time_index] if len(rows[n]) > win.time_index else None
+            raise win.bad(f"has {len(rows[n])} values, expected {width} {shown_names(win.names)}", origin, n, time)
+        self._add_columns(list(zip(*rows)), len(rows), origin)
 
-    def _add_columns(self, columns: Sequence[Sequence[Any]], originals: Sequence[Any], origin: str) -> None:
+    def _add_columns(self, columns: Sequence[Sequence[Any]], rows: int, origin: Origin | str) -> None:
         """Check and encode one chunk given column by column, in the table's column order.
 
         Binary COPY through Arrow where every column allows it; the COPY text
@@ -148,21 +153,21 @@ class TableEncoder:
         (an int too big for the column): the server then names the value.
         """
         kinds = self.window.kinds
-        checked = check_columns(self.window, columns, originals, origin)
+        checked = check_columns(self.window, columns, origin)
         if self._rows_as_binary is None:
             self._rows_as_binary = (self.binary and all(not k.array and k.base in arrow_data.ROWS_AS_BINARY for k in kinds)
                                     and arrow_data.available())
         if self._rows_as_binary:
             batch = arrow_data.from_rows([values for values, _ in checked], kinds, self.window.names)
             if batch is not None:
-                self._append("binary", lambda f: copy_binary.write_binary(batch, kinds, f), len(originals))
+                self._append("binary", lambda f: copy_binary.write_binary(batch, kinds, f), rows, origin)
                 return
         payload = copy_text(kinds, checked)
-        self._append("text", lambda f: f.write(payload), len(originals))
+        self._append("text", lambda f: f.write(payload), rows, origin)
 
     # -- the Arrow path -------------------------------------------------
 
-    def _add_arrow(self, batch: Any, origin: str) -> None:
+    def _add_arrow(self, batch: Any, origin: Origin | str) -> None:
         if batch.num_rows == 0:
             return
         win = self.window
@@ -176,24 +181,37 @@ class TableEncoder:
                 self._add_dicts(rows, origin)
             return
         if fmt == "binary":
-            self._append("binary", lambda f: copy_binary.write_binary(prepared, win.kinds, f), prepared.num_rows)
+            self._append("binary", lambda f: copy_binary.write_binary(prepared, win.kinds, f), prepared.num_rows, origin)
         else:
-            self._append("csv", lambda f: copy_csv.write_csv(prepared, f), prepared.num_rows)
+            self._append("csv", lambda f: copy_csv.write_csv(prepared, f), prepared.num_rows, origin)
 
 
 def encode_window(
     dataset: str, tables: Sequence[Hypertable], pieces: Iterable[tuple[Any, ...]], start: datetime, end: datetime
 ) -> dict[str, TablePayloads]:
-    """Encode a source's pieces for the given tables; a piece for any other table is an error."""
+    """Encode a source's pieces for the given tables; a piece for any other table is an error.
+
+    A refusal raised by the source itself (a file outside the allowed folders, a line that is not CSV) is
+    named by the dataset and window too.
+    """
     encoders = {t.name: TableEncoder(dataset, t, start, end) for t in tables}
+    it = iter(pieces)
     try:
-        for piece in pieces:
+        while True:
+            try:
+                piece = next(it)
+            except StopIteration:
+                break
+            except (BadRow, InvalidInput) as exc:
+                kind = BadRow if isinstance(exc, BadRow) else InvalidInput
+                raise kind(f"dataset {dataset!r}, window [{start.isoformat()}, {end.isoformat()}): {exc}") from None
             name, data, *where = piece
             enc = encoders.get(name)
             if enc is None:
                 raise BadRow(f"dataset {dataset!r}: the source yielded data for {name!r}, which is not one of the "
                              f"tables it feeds {sorted(encoders)}")
-            enc.add(data, str(where[0]) if where else "")
+            origin = where[0] if where else ""
+            enc.add(data, origin if isinstance(origin, Origin) else str(origin))
     except BaseException:
         for e in encoders.values():
             e.out.close()

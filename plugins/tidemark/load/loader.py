@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +33,9 @@ from tidemark.connection import ConnectionFactory
 from tidemark.model.dataset import Dataset, Hypertable
 from tidemark.errors import BadRow
 from tidemark.load.encoding import encode_window
-from tidemark.load.spool import TablePayloads
+from tidemark.load.spool import Payload, TablePayloads
+from tidemark.load.table_window import place
+from tidemark.model.origin import SHOWN
 from tidemark.model.batch import Batch
 from tidemark.timescale.schema import resolve, table_ident
 
@@ -42,6 +45,32 @@ Staged = dict[str, TablePayloads]
 
 class ValueRefused(BadRow):
     """The database refused a value the source produced (bad syntax, out of range, too long)."""
+
+
+# The context of an error in COPY: 'COPY readings, line 7, column v: "abc"' (the value quoted whole, or a whole line).
+_COPY_CONTEXT = re.compile(r'^COPY (?P<rel>.+?), line (?P<line>\d+)(?:, column (?P<column>[^:]+?))?(?:: (?P<value>.*))?$', re.S)
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"', re.S)
+
+
+def _cut_quoted(text: str) -> str:
+    """``text`` with every double-quoted value in it cut to a few dozen characters."""
+    return _QUOTED.sub(lambda m: m.group(0) if len(m.group(1)) <= SHOWN else f'"{m.group(1)[:SHOWN]}…"', text)
+
+
+def _refused_value(payload: Payload, message: str, context: str | None) -> str:
+    """What the server refused, and where it came from: the COPY line mapped back through the spool to the source."""
+    text = _cut_quoted(message)
+    m = _COPY_CONTEXT.match(context.strip()) if context else None
+    if m is None:
+        return f"the database refused a value: {text}"
+    line = int(m.group("line"))
+    seg = payload.row(payload.row_at_line(line))
+    where = place(seg.origin, seg.piece_index, seg.window_row) if seg else f"COPY line {line}"
+    column, value = m.group("column"), m.group("value")
+    if column is None:  # about the whole line, which is never quoted
+        return f"{where}: the database refused it: {text}"
+    shown = "" if value is None else f": {_cut_quoted(value)}" if value.startswith('"') else f": {value[:SHOWN]}"
+    return f"{where}: the database refused column {column}{shown}: {text}"
 
 
 @dataclass(frozen=True)
@@ -173,9 +202,8 @@ def replace_window(
                     diag = exc.diag
                     raise ValueRefused(
                         f"dataset {dataset.name!r}, table {table.qualified}, window [{batch.start.isoformat()}, "
-                        f"{batch.end.isoformat()}): the database refused a value: {diag.message_primary}"
-                        + (f" ({diag.context.strip()})" if diag.context else "")
-                        + "; nothing of this batch was written"
+                        f"{batch.end.isoformat()}): {_refused_value(payload, diag.message_primary or '', diag.context)}"
+                        "; nothing of this batch was written"
                     ) from None
                 except psycopg.errors.IntegrityError as exc:
                     exc.add_note(f"dataset {dataset.name!r}, table {table.qualified}, window "

@@ -13,21 +13,35 @@ contain ``*`` globs and placeholders:
 Rows are filtered on the time column: Parquet row groups whose statistics
 lie outside the window are skipped unread; CSV is filtered batch by batch as
 it streams. Timestamps without a zone (naive Parquet columns, CSV text
-without an offset) are read as UTC. CSV files have a header row; ``delimiter``
-and ``null`` (the text meaning NULL, default empty) are optional.
+without an offset) are read as UTC; a row without a time is refused. CSV files
+have a header row; ``delimiter`` and ``null`` (the text meaning NULL, default
+empty) are optional.
+
+Every piece carries an :class:`~tidemark.model.origin.Origin` telling where
+each of its rows is, so a refused value is named by its file and place:
+Parquet by row group and row within it; CSV by the file's own line, counting
+the header. The CSV reader counts records (pyarrow's streaming reader gives
+batches in order), not lines: a blank line or a line break inside a quoted
+value would shift a line number computed from them. So the line is found
+only when a row is refused, by reading the file again with Python's ``csv``
+module up to that record, which counts physical lines as the file has them,
+quoted line breaks and blank lines included; a successful read pays nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tidemark.errors import InvalidInput
+from tidemark.errors import BadRow, InvalidInput
+from tidemark.load.arrow_data import first_refused
+from tidemark.model.origin import Origin, shown, shown_names
 from tidemark.sources import access
+from tidemark.sources.csv_lines import line_of_record, line_of_width
 
 if TYPE_CHECKING:
     from tidemark.model.dataset import Hypertable
@@ -45,6 +59,10 @@ _UNITS = [  # finest first: (directives, step)
 ]
 _MAX_PARTITIONS = 200_000
 _UTC = timezone.utc
+_BATCH_ROWS = 65_536
+_CSV_BLOCK = 4 << 20  # bytes of CSV a batch is parsed from: fewer, larger pieces than pyarrow's 1 MiB, as fast as a scan
+
+Locate = Callable[[int], str]  # a row's index in a batch read from a file -> its place there ("line 7002")
 
 
 def _step(fmt: str) -> timedelta:
@@ -134,45 +152,48 @@ class FilesSource:
             raise InvalidInput(f"files url {self.url!r} feeds {len(tables)} tables: put {{table}} in it")
         return tables
 
-    def read(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> Iterator[tuple[str, Any, str]]:
+    def read(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> Iterator[tuple[str, Any, Origin]]:
         for table in self._tables(tables):
             fs, files = self.files(table.name, start, end)
             for path in files:
-                for batch in self._batches(fs, path, table, start, end):
-                    yield table.name, batch, f"file {path}"
+                for batch, origin in self._batches(fs, path, table, start, end):
+                    yield table.name, batch, origin
 
     def _batches(
         self, fs: Any, path: str, table: Hypertable, start: datetime, end: datetime, only_time: bool = False
-    ) -> Iterator[Any]:
-        """The file's rows in the window, as Arrow batches with the time column in UTC."""
+    ) -> Iterator[tuple[Any, Origin]]:
+        """The file's rows in the window, as Arrow batches with the time column in UTC, each with where its rows are."""
         import pyarrow.compute as pc
 
         if self.format == "parquet":
             batches = self._parquet_batches(fs, path, table, start, end, only_time)
         else:
             batches = self._csv_batches(fs, path, table, only_time)
-        for batch in batches:
-            batch = _utc_times(batch, table.time_column)
+        for batch, locate in batches:
+            batch = _utc_times(batch, table, path, locate)
             times = batch.column(batch.schema.get_field_index(table.time_column))
             mask = pc.and_(pc.greater_equal(times, _scalar(start, times.type)), pc.less(times, _scalar(end, times.type)))
-            kept = batch.filter(mask)
-            if kept.num_rows:
-                yield kept
+            kept = pc.indices_nonzero(mask)
+            if len(kept):
+                rows, where = _kept(batch, kept, locate)
+                yield rows, Origin(f"file {path}", where)
 
     def _columns(self, path: str, names: Sequence[str], table: Hypertable, only_time: bool) -> list[str]:
         if table.time_column not in names:
-            raise InvalidInput(f"file {path} has no time column {table.time_column!r} (columns {list(names)})")
+            raise InvalidInput(f"table {table.qualified}: file {path} has no time column {table.time_column!r} "
+                               f"(its columns: {shown_names(names)})")
         extra = sorted(set(names) - set(table.column_names))
         if extra and table.name not in self._warned:
             self._warned.add(table.name)
-            log.info("files source for %s: columns %s are not table columns; ignored", table.qualified, extra)
+            log.info("files source for %s: columns %s are not table columns; ignored", table.qualified,
+                     shown_names(extra))
         if only_time:
             return [table.time_column]
         return [c for c in table.column_names if c in names]
 
     def _parquet_batches(
         self, fs: Any, path: str, table: Hypertable, start: datetime, end: datetime, only_time: bool
-    ) -> Iterator[Any]:
+    ) -> Iterator[tuple[Any, Locate]]:
         """Row group by row group, skipping those whose statistics lie outside the window.
 
         ParquetFile rather than a pyarrow dataset scan: the scan's readahead
@@ -194,28 +215,50 @@ class FilesSource:
                     if hi < start or lo >= end:
                         continue
                 groups.append(g)
-            if groups:
-                yield from pf.iter_batches(batch_size=65_536, row_groups=groups, columns=columns)
+            for g in groups:  # one group at a time: a batch's rows are then rows of one group, numbered from its first
+                offset = 0
+                for batch in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g], columns=columns):
+                    yield batch, _in_row_group(g, offset)
+                    offset += batch.num_rows
 
-    def _csv_batches(self, fs: Any, path: str, table: Hypertable, only_time: bool) -> Iterator[Any]:
-        import pyarrow.dataset as pads
+    def _csv_batches(self, fs: Any, path: str, table: Hypertable, only_time: bool) -> Iterator[tuple[Any, Locate]]:
+        """The file's rows in order (pyarrow's streaming reader), only the columns wanted, every one as text.
 
-        data = pads.dataset(path, filesystem=fs, format=self._format(table))
-        columns = self._columns(path, data.schema.names, table, only_time)
-        yield from data.to_batches(columns=columns, batch_size=65_536, batch_readahead=1, fragment_readahead=1)
-
-    def _format(self, table: Hypertable) -> Any:
+        Everything is text, the time column too: PostgreSQL parses values, and text columns keep "007" as written.
+        """
         import pyarrow as pa
         import pyarrow.csv as csv
-        import pyarrow.dataset as pads
 
-        # Everything as text but the time column: PostgreSQL parses values, and text columns keep "007" as written.
-        types = {c.name: pa.string() for c in table.cols}
-        return pads.CsvFileFormat(
-            parse_options=csv.ParseOptions(delimiter=self.delimiter),
-            convert_options=csv.ConvertOptions(column_types=types, null_values=[self.null],
-                                               strings_can_be_null=True, quoted_strings_can_be_null=False),
-        )
+        parse = csv.ParseOptions(delimiter=self.delimiter)
+        as_text = {c: pa.string() for c in table.column_names}
+        try:
+            with fs.open(path, "rb", compression="infer") as handle:  # the header's names, from the first block
+                names = csv.open_csv(handle, parse_options=parse, convert_options=csv.ConvertOptions(column_types=as_text))
+                columns = self._columns(path, names.schema.names, table, only_time)
+            convert = csv.ConvertOptions(column_types=as_text, include_columns=columns, null_values=[self.null],
+                                         strings_can_be_null=True, quoted_strings_can_be_null=False)
+            with fs.open(path, "rb", compression="infer") as handle:
+                reader = csv.open_csv(handle, read_options=csv.ReadOptions(block_size=_CSV_BLOCK), parse_options=parse,
+                                      convert_options=convert)
+                first = 0
+                for batch in reader:
+                    yield batch, self._csv_lines(fs, path, first)
+                    first += batch.num_rows
+        except pa.ArrowInvalid as exc:  # pyarrow's message quotes the offending line whole: never passed on
+            raise self._not_csv(fs, path, table, str(exc)) from None
+
+    def _csv_lines(self, fs: Any, path: str, first: int) -> Locate:
+        """Row ``n`` of a batch whose first row is the file's data record ``first`` -> its line in the file."""
+        return lambda n: line_of_record(fs, path, self.delimiter, first + n)
+
+    def _not_csv(self, fs: Any, path: str, table: Hypertable, message: str) -> BadRow:
+        m = re.search(r"Expected (\d+) columns, got (\d+)", message)
+        if m is None:
+            why = "is not UTF-8 text" if "UTF8" in message or "UTF-8" in message else "cannot be read as CSV"
+            return BadRow(f"table {table.qualified}: file {path} {why} (delimiter {self.delimiter!r})")
+        line = line_of_width(fs, path, self.delimiter, int(m.group(1)))
+        return BadRow(f"table {table.qualified}: file {path} {line}: has {m.group(2)} fields where the header has "
+                      f"{m.group(1)} (delimiter {self.delimiter!r}; a value holding it must be quoted)")
 
     def expected_counts(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> dict[str, int] | None:
         if not self.count:
@@ -224,7 +267,7 @@ class FilesSource:
         for table in self._tables(tables):
             fs, files = self.files(table.name, start, end)
             out[table.name] = sum(
-                sum(b.num_rows for b in self._batches(fs, path, table, start, end, only_time=True)) for path in files
+                sum(b.num_rows for b, _ in self._batches(fs, path, table, start, end, only_time=True)) for path in files
             )
         return out
 
@@ -243,7 +286,7 @@ class FilesSource:
                 continue
             far = datetime(9999, 1, 1, tzinfo=_UTC)
             latest = None
-            for batch in self._batches(fs, files[-1], table, datetime(1, 1, 2, tzinfo=_UTC), far, only_time=True):
+            for batch, _ in self._batches(fs, files[-1], table, datetime(1, 1, 2, tzinfo=_UTC), far, only_time=True):
                 m = pc.max(batch.column(batch.schema.get_field_index(table.time_column))).as_py()
                 latest = m if latest is None or (m is not None and m > latest) else latest
             if latest is not None:
@@ -272,21 +315,50 @@ def _scalar(t: datetime, ttype: Any) -> Any:
     return pa.scalar(t.astimezone(_UTC), type=pa.timestamp("us", tz="UTC")).cast(ttype)
 
 
-def _utc_times(batch: Any, column: str) -> Any:
-    """The batch with its time column as UTC timestamps (text parsed, naive read as UTC)."""
+def _utc_times(batch: Any, table: Hypertable, path: str, locate: Locate) -> Any:
+    """The batch with its time column as UTC timestamps (text parsed, naive read as UTC); a row without one refused."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    column = table.time_column
     i = batch.schema.get_field_index(column)
     values = batch.column(i)
     target = pa.timestamp("us", tz="UTC")
-    if values.type == target:
-        return batch
-    if pa.types.is_timestamp(values.type) and values.type.tz is None:
-        values = pc.assume_timezone(values.cast(pa.timestamp("us")), "UTC")
-    else:
+    if values.type != target:
         try:
-            values = pc.cast(values, target)
-        except pa.ArrowInvalid:
-            values = pc.assume_timezone(pc.cast(values, pa.timestamp("us")), "UTC")
-    return batch.set_column(i, pa.field(column, target), values)
+            values = _as_utc_times(values)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            n, alone = first_refused(values, _as_utc_times)
+            why = "is not a time" if alone else "mixes times with and without a zone offset"
+            raise BadRow(f"table {table.qualified}: file {path} {locate(n)}: {column} {shown(values[n].as_py())} "
+                         f"{why}") from None
+        batch = batch.set_column(i, pa.field(column, target), values)
+    if values.null_count:
+        n = pc.index(pc.is_null(values), True).as_py()
+        raise BadRow(f"table {table.qualified}: file {path} {locate(n)}: has no {column} (every row needs its time)")
+    return batch
+
+
+def _as_utc_times(values: Any) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    target = pa.timestamp("us", tz="UTC")
+    if pa.types.is_timestamp(values.type) and values.type.tz is None:
+        return pc.assume_timezone(values.cast(pa.timestamp("us")), "UTC")
+    try:
+        return pc.cast(values, target)
+    except pa.ArrowInvalid:
+        return pc.assume_timezone(pc.cast(values, pa.timestamp("us")), "UTC")
+
+
+def _in_row_group(group: int, offset: int) -> Locate:
+    return lambda n: f"row group {group}, row {offset + n}"
+
+
+def _kept(batch: Any, kept: Any, locate: Locate) -> tuple[Any, Locate]:
+    """The rows of ``batch`` at the indices ``kept``, and ``locate`` for them."""
+    first, last = kept[0].as_py(), kept[-1].as_py()
+    if last - first + 1 == len(kept):  # one run of rows (a time-ordered file): a slice, no copy, nothing to hold on to
+        return batch.slice(first, len(kept)), lambda n: locate(first + n)
+    return batch.take(kept), lambda n: locate(kept[n].as_py())
