@@ -144,7 +144,7 @@ from datetime import timedelta
 n = {n}
 kind = {kind!r}
 if kind == "parquet":
-    src = b.FilesSource({str(workdir)!r} + "/rss-" + str(n) + ".parquet")
+    src = b.FilesSource({str(workdir)!r} + "/rss-" + str(n) + ".parquet", base_dir={str(workdir)!r})
 elif kind == "sql":
     src = b.SqlSource("bench_src", table="rss_" + str(n))
 else:
@@ -230,8 +230,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         cp.write(buf.getvalue())
             kinds: dict[str, Any] = {
                 "sql (PostgreSQL 15 table)": SqlSource("bench_src", table="readings"),
-                "files: parquet": FilesSource(str(work / "readings.parquet")),
-                "files: csv": FilesSource(str(work / "readings.csv"), "csv", count=False),
+                "files: parquet": FilesSource(str(work / "readings.parquet"), base_dir=work),
+                "files: csv": FilesSource(str(work / "readings.csv"), "csv", count=False, base_dir=work),
                 "python: tuples": PythonSource(lambda s, e: iter(window_of(s, e, tuples))),
                 "python: dicts": PythonSource(lambda s, e: iter(window_of(s, e, py_rows))),
                 "python: pyarrow Table": PythonSource(arrow_window),

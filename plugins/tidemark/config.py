@@ -24,7 +24,7 @@ from tidemark.model.schedule import parse_schedule
 
 __all__ = [
     "Faults", "InvalidSetting", "Settings", "SPECS", "dataset_file_max_bytes", "dataset_modules", "datasets_dirs",
-    "direct_compress", "faults",
+    "direct_compress", "faults", "files_roots",
     "load", "setting",
 ]
 
@@ -82,6 +82,16 @@ def _write_mode(text: str) -> str:
     return value
 
 
+def _folders(text: str) -> tuple[Path, ...]:
+    # Absolute only: each process (dag-processor, every worker) would resolve a relative one against its own cwd.
+    if text.strip() == "none":
+        return ()
+    folders = tuple(Path(d.strip()) for d in text.split(os.pathsep) if d.strip())
+    if not folders or not all(f.is_absolute() for f in folders):
+        raise ValueError(text)
+    return folders
+
+
 def _schedule(text: str) -> str:
     value = text.strip()
     if value in ("@once", "@continuous"):
@@ -119,6 +129,9 @@ SPECS: tuple[Spec[object], ...] = (
          "switch it on; never on in production)"),
     Spec("TIDEMARK_DATASET_FILE_MAX_BYTES", _integer(1), "an integer >= 1 (bytes)", "1048576", None,
          "a dataset file (YAML) larger than this is refused without being read"),
+    Spec("TIDEMARK_FILES_ROOTS", _folders, f"absolute folders, separated by {os.pathsep!r}", "none", None,
+         "folders a files source may read local files from, besides its declaration's own folder (symlinks "
+         "resolved); any other local path or file:// URL is refused"),
 )
 
 
@@ -211,6 +224,12 @@ def dataset_file_max_bytes(env: Mapping[str, str] | None = None) -> int:
     """``TIDEMARK_DATASET_FILE_MAX_BYTES``, read alone: the catalogue must not fail on another setting's typo."""
     spec = next(s for s in SPECS if s.name == "TIDEMARK_DATASET_FILE_MAX_BYTES")
     return _as(int, _value(spec, os.environ if env is None else env, {}))
+
+
+def files_roots(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """``TIDEMARK_FILES_ROOTS``, read alone (a files source asks at declaration and at every read)."""
+    spec = next(s for s in SPECS if s.name == "TIDEMARK_FILES_ROOTS")
+    return tuple(Path(p) for p in _as(tuple, _value(spec, os.environ if env is None else env, {})))
 
 
 # Where declarations are found. Not in SPECS: they are paths and module names, not tuning, and the

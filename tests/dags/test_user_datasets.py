@@ -140,8 +140,11 @@ def test_sql_dataset_loads_the_source_rows(
     assert report["rows_in_window"] == {"trips": len(want)}
 
 
-def test_files_dataset_loads_the_files_rows(datasets_dir: Path, dsn: str, tmp_path: Path) -> None:
+def test_files_dataset_loads_the_files_rows(
+    datasets_dir: Path, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "lake"
+    monkeypatch.setenv("TIDEMARK_FILES_ROOTS", str(data))  # outside the declarations' folder: allowed by name
     want = []
     for d in range(2):
         day = START + timedelta(days=d)

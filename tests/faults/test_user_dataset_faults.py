@@ -46,7 +46,7 @@ def readings(lake: Path) -> Dataset:
     table = Hypertable("readings", "t", (Column("t", "timestamptz"), Column("device", "text"),
                                          Column("value", "double precision")),
                        chunk_interval=timedelta(hours=2), segmentby=("device",), schema=f"lake_{tag}",
-                       source=FilesSource(f"file://{lake}/{{start:%Y-%m-%d/%H}}/*.parquet"))
+                       source=FilesSource(f"file://{lake}/{{start:%Y-%m-%d/%H}}/*.parquet", base_dir=lake))
     return Dataset(f"lake_{tag}", (table,))
 
 

@@ -1,8 +1,9 @@
-"""Refusals that point at the line to fix, against the embedded engine.
+"""Files sources that cannot do harm, and refusals that point at the line to fix, against the embedded engine.
 
-What a file holds never reaches a message or a log beyond the one value refused, cut short. A refused value is
-named by its file and the file's own line (CSV, the header counted, blank lines and quoted line breaks too), its
-row group and row (Parquet), or its time (Python rows), whether Tidemark refuses it or the server does.
+A files source reads only inside its declaration's folder or TIDEMARK_FILES_ROOTS, symlinks resolved, and what a
+file holds never reaches a message or a log beyond the one value refused, cut short. A refused value is named by
+its file and the file's own line (CSV, the header counted, blank lines and quoted line breaks too), its row group
+and row (Parquet), or its time (Python rows), whether Tidemark refuses it or the server does.
 """
 
 from __future__ import annotations
@@ -20,18 +21,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from tidemark.connection import factory
-from tidemark.declare.yaml_files import load_file
-from tidemark.errors import BadRow, TidemarkError
+from tidemark.declare.yaml_files import DeclarationError, load_file
+from tidemark.errors import BadRow, InvalidInput, TidemarkError
 from tidemark.load.loader import ValueRefused, load_batch
 from tidemark.model.batch import Batch
 from tidemark.model.dataset import Column, Dataset, Hypertable
-from tidemark.sources import PythonSource
+from tidemark.sources import FilesSource, PythonSource
 from tidemark.timescale.schema import ensure_schema
 
 UTC = timezone.utc
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 DAY = Batch(0, T0, T0 + timedelta(days=1))
 SECRET = "S3cretPgPass!"
+PGPASS = f"127.0.0.1:5432:*:postgres:{SECRET}\n"
 COLUMNS = (Column("t", "timestamptz"), Column("site", "text"), Column("humidity", "smallint", True),
            Column("code", "varchar(4)", True), Column("note", "text", True))
 STEP = timedelta(seconds=2)  # 43,200 rows a day: a CSV of several of pyarrow's 1 MiB blocks
@@ -84,6 +86,61 @@ def csv_day(path: Path, bad: dict[int, dict[str, str]] | None = None, *, note: s
 
 def time_of(record: int) -> str:
     return (T0 + record * STEP).isoformat()
+
+
+# --------------------------------------------------------------------------- where files may be read from
+
+
+def test_a_symlink_inside_the_folder_pointing_at_etc_passwd_is_refused_at_read(
+    dsn: str, conn: psycopg.Connection, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    csv_day(tmp_path / "data" / "a.csv")
+    (tmp_path / "data" / "b.csv").symlink_to("/etc/passwd")
+    ds = declare(tmp_path, "data/*.csv", count=True)  # the folder is inside: refused when b.csv is listed
+    text = refusal(dsn, conn, ds, caplog, InvalidInput)
+    assert f"url: file {tmp_path}/data/b.csv (from 'data/*.csv') resolves to /etc/passwd, outside" in text, text
+    assert "root:" not in text and "root:" not in caplog.text
+    source = ds.tables[0].source
+    assert isinstance(source, FilesSource)
+    with pytest.raises(InvalidInput, match="resolves to /etc/passwd"):
+        source.tip(ds.tables)
+    with pytest.raises(InvalidInput, match="resolves to /etc/passwd"):
+        source.expected_counts(ds.tables, DAY.start, DAY.end)
+
+
+def test_a_pgpass_like_file_never_reaches_a_message_or_a_log(
+    dsn: str, conn: psycopg.Connection, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secrets, decl = tmp_path / "home", tmp_path / "declarations"
+    secrets.mkdir()
+    (secrets / ".pgpass").write_text(PGPASS)
+    decl.mkdir()
+    caplog.set_level(logging.DEBUG)
+    for url in ("../home/.pgpass", f"file://{secrets}/.pgpass", f"{secrets}/*"):
+        with pytest.raises(DeclarationError) as caught:
+            declare(decl, url, delimiter=":")
+        assert "key tables[0].source.url" in str(caught.value) and SECRET not in str(caught.value)
+    (decl / "data").mkdir()
+    (decl / "data" / "hosts.csv").symlink_to(secrets / ".pgpass")  # inside the folder, pointing out of it
+    ds = declare(decl, "data/*.csv", delimiter=":")
+    text = refusal(dsn, conn, ds, caplog, InvalidInput)
+    assert "resolves to" in text and "key" not in text
+    assert SECRET not in text and SECRET not in caplog.text and "postgres" not in caplog.text
+
+
+def test_tidemark_files_roots_lets_a_declaration_read_an_outside_folder(
+    dsn: str, conn: psycopg.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lake, decl = tmp_path / "lake", tmp_path / "declarations"
+    csv_day(lake / "day.csv")
+    decl.mkdir()
+    monkeypatch.setenv("TIDEMARK_FILES_ROOTS", str(lake))
+    ds = declare(decl, f"file://{lake}/*.csv")
+    ensure_schema(conn, ds)
+    assert load_batch(factory(dsn), ds, DAY, "roots").rows == {"readings": 43_200}
+    monkeypatch.delenv("TIDEMARK_FILES_ROOTS")  # a worker without the setting refuses the same files at read
+    with pytest.raises(InvalidInput, match="outside the declaration's folder and TIDEMARK_FILES_ROOTS"):
+        load_batch(factory(dsn), ds, DAY, "roots")
 
 
 # --------------------------------------------------------------------------- a refused value, at its line

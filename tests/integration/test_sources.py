@@ -501,7 +501,7 @@ def test_files_source_reads_only_the_window_from_partitioned_files(
                        timedelta(hours=6), schema=unique("files"))
     url = f"file://{tmp_path}/{{start:%Y/%m/%d}}/part-*.{fmt}"
     table = Hypertable(**{**table.__dict__, "source": FilesSource(url, fmt, delimiter=";" if fmt == "csv" else ",",
-                                                                  null="NA")})
+                                                                  null="NA", base_dir=tmp_path)})
     ds = Dataset(unique("files"), (table,))
     if through == "object_storage":
         from tidemark.airflow.hooks import object_storage as _object_storage

@@ -1,19 +1,91 @@
-"""Input that fails at once, at the key to fix: invisible characters in names, chunks finer than a minute,
-a dry_run that is not a boolean. No database: all of it is refused before one.
+"""Input that fails at once, at the key to fix: files outside the allowed folders, invisible characters in
+names, chunks finer than a minute, a dry_run that is not a boolean. No database: all of it is refused before one.
 """
 
 from __future__ import annotations
 
+import os
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from tidemark import config
 from tidemark.declare.yaml_files import DeclarationError, load_file
 from tidemark.errors import InvalidInput
 from tidemark.flows.request import BackfillRequest
 from tidemark.model.dataset import Column, Dataset, Hypertable
+from tidemark.sources import FilesSource
+
+
+def files_declaration(folder: Path, url: str, extra: str = "") -> Path:
+    path = folder / "readings.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: readings
+        tables:
+          - name: readings
+            time_column: t
+            columns: [{{name: t, type: timestamptz}}, {{name: v, type: text}}]
+            source: {{kind: files, url: "{url}", format: csv{extra}}}
+        """))
+    return path
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "../../../../../../../../etc/passwd", "../../etc/passwd",
+                                 "/etc/passwd", "file:///etc/{start:%Y}/*.csv", "file://etc/passwd",
+                                 "simplecache::file:///etc/passwd", "zip://passwd"])
+def test_a_files_url_outside_the_declarations_folder_is_refused_at_its_key(tmp_path: Path, url: str) -> None:
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    with pytest.raises(DeclarationError) as caught:
+        load_file(files_declaration(folder, url))
+    assert "key tables[0].source.url: " in str(caught.value), caught.value
+
+
+def test_a_relative_path_and_a_glob_below_the_folder_are_fine(tmp_path: Path) -> None:
+    ds = load_file(files_declaration(tmp_path, "data/{start:%Y/%m/%d}/*.csv"))
+    source = ds.tables[0].source
+    assert isinstance(source, FilesSource) and source.url == f"{tmp_path}/data/{{start:%Y/%m/%d}}/*.csv"
+    load_file(files_declaration(tmp_path, f"file://{tmp_path}/x.csv"))
+    load_file(files_declaration(tmp_path, "s3://aws_default@bucket/{start:%Y}/*.csv"))  # remote: not restricted here
+
+
+def test_a_symlinked_folder_pointing_outside_is_refused_at_declaration(tmp_path: Path) -> None:
+    (tmp_path / "etc").symlink_to("/etc")
+    with pytest.raises(DeclarationError, match=r"key tables\[0\].source.url: 'etc/passwd' resolves to /etc/passwd, outside"):
+        load_file(files_declaration(tmp_path, "etc/passwd"))
+
+
+def test_tidemark_files_roots_allows_an_outside_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake, decl = tmp_path / "lake", tmp_path / "declarations"
+    lake.mkdir()
+    decl.mkdir()
+    with pytest.raises(DeclarationError, match="TIDEMARK_FILES_ROOTS"):
+        load_file(files_declaration(decl, f"{lake}/*.csv"))
+    monkeypatch.setenv("TIDEMARK_FILES_ROOTS", os.pathsep.join(["/nowhere", str(lake)]))
+    assert load_file(files_declaration(decl, f"{lake}/*.csv")).tables[0].source is not None
+    assert load_file(files_declaration(decl, f"file://{lake}/*.csv")).tables[0].source is not None
+    with pytest.raises(DeclarationError, match="key tables.0..source.url"):
+        load_file(files_declaration(decl, f"{lake}/../*.csv"))
+
+
+@pytest.mark.parametrize("value", ["relative/lake", f"/abs{os.pathsep}relative"])
+def test_tidemark_files_roots_takes_absolute_folders_only(value: str) -> None:
+    with pytest.raises(config.InvalidSetting, match="TIDEMARK_FILES_ROOTS=.*absolute folders"):
+        config.files_roots({"TIDEMARK_FILES_ROOTS": value})
+    with pytest.raises(config.InvalidSetting, match="TIDEMARK_FILES_ROOTS"):
+        config.load({"TIDEMARK_FILES_ROOTS": value})
+    assert config.files_roots({}) == () and config.files_roots({"TIDEMARK_FILES_ROOTS": "/a"}) == (Path("/a"),)
+
+
+def test_a_python_files_source_needs_base_dir_for_a_relative_path_or_a_root_for_an_absolute_one(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="url: 'data/x.csv': a relative path needs the declaration's folder"):
+        FilesSource("data/x.csv", "csv")
+    with pytest.raises(InvalidInput, match="url: .*TIDEMARK_FILES_ROOTS is unset"):
+        FilesSource(f"{tmp_path}/x.csv", "csv")
+    assert FilesSource("data/x.csv", "csv", base_dir=tmp_path).url == f"{tmp_path}/data/x.csv"
+    assert FilesSource("gs://bucket/x.csv", "csv").url == "gs://bucket/x.csv"
 
 
 TABLE = """\

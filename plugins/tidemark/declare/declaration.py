@@ -84,6 +84,8 @@ def refused_at(*loc: str | int, value: object = None) -> Iterator[None]:
     """Run one of the model's own checks: its InvalidInput becomes a refusal at this key (or ``loc`` below it)."""
     try:
         yield
+    except registry.KeyRefused as exc:  # a source's constructor refusing one key's value: located at that key
+        raise refusal(exc.detail, *loc, exc.key) from None
     except InvalidInput as exc:
         raise refusal(str(exc), *loc, value=value) from None
 

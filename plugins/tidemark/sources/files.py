@@ -10,6 +10,11 @@ contain ``*`` globs and placeholders:
   window's files are listed;
 * ``{table}`` - the hypertable's name, so one source can feed several tables.
 
+A local path (relative to the declaration's folder) or ``file://`` URL must
+lie inside the declaration's folder or a ``TIDEMARK_FILES_ROOTS`` folder
+(``tidemark.sources.file_roots``): checked when declared, and for every file
+listed when read.
+
 Rows are filtered on the time column: Parquet row groups whose statistics
 lie outside the window are skipped unread; CSV is filtered batch by batch as
 it streams. Timestamps without a zone (naive Parquet columns, CSV text
@@ -40,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from tidemark.errors import BadRow, InvalidInput
 from tidemark.load.arrow_data import first_refused
 from tidemark.model.origin import Origin, shown, shown_names
-from tidemark.sources import access
+from tidemark.sources import access, file_roots, registry
 from tidemark.sources.csv_lines import line_of_record, line_of_width
 
 if TYPE_CHECKING:
@@ -103,8 +108,18 @@ class FilesSource:
             raise InvalidInput(f"files format must be parquet or csv, got {format!r}")
         if not isinstance(delimiter, str) or len(delimiter) != 1:
             raise InvalidInput(f"csv delimiter must be one character, got {delimiter!r}")
-        if "://" not in url and not url.startswith("/") and base_dir is not None:
-            url = str(Path(base_dir) / url)
+        self._written = url
+        self._base_dir = base_dir
+        local = file_roots.local_path(url)
+        if local is not None:
+            if not local.startswith("/"):
+                if base_dir is None:
+                    # Each worker would resolve it against its own working directory.
+                    raise registry.KeyRefused("url", f"{url!r}: a relative path needs the declaration's folder "
+                                              "(base_dir); give an absolute path, or base_dir")
+                url = local = str(Path(base_dir) / local)
+            file_roots.check(self._written, file_roots.static_folder(local), file_roots.allowed_folders(base_dir))
+        self._local = local is not None
         self.url = url
         self.format = format
         self.delimiter = delimiter
@@ -138,12 +153,21 @@ class FilesSource:
         fs = None
         found: list[str] = []
         for pattern in self.patterns(table, start, end):
-            fs, path = access.filesystem(pattern)
-            if any(c in path for c in "*?["):
-                found.extend(sorted(fs.glob(path)))
-            elif fs.exists(path):
-                found.append(path)
+            fs, paths = self._listed(pattern)
+            found.extend(paths)
         return fs, list(dict.fromkeys(found))
+
+    def _listed(self, pattern: str, only_existing: bool = True) -> tuple[Any, list[str]]:
+        """The files ``pattern`` names (sorted); local ones resolved, each inside the allowed folders or refused."""
+        fs, path = access.filesystem(pattern)
+        if any(c in path for c in "*?["):
+            paths = sorted(fs.glob(path))
+        else:
+            paths = [path] if not only_existing or fs.exists(path) else []
+        if self._local:
+            folders = file_roots.allowed_folders(self._base_dir)
+            paths = [file_roots.check(self._written, p, folders, what=f"file {p} (from {shown(self._written)})") for p in paths]
+        return fs, paths
 
     # -- reading ----------------------------------------------------------
 
@@ -280,8 +304,7 @@ class FilesSource:
             pattern = _PLACEHOLDER.sub(
                 lambda m: re.sub(r"%-?[A-Za-z]", "*", m.group(2)) if m.group(1) == "start" else m.group(0), self.url
             )
-            fs, path = access.filesystem(pattern.replace("{table}", table.name))
-            files = sorted(fs.glob(path)) if any(c in path for c in "*?[") else [path]
+            fs, files = self._listed(pattern.replace("{table}", table.name), only_existing=False)
             if not files:
                 continue
             far = datetime(9999, 1, 1, tzinfo=_UTC)

@@ -26,10 +26,19 @@ from pydantic_core import PydanticCustomError
 from tidemark.errors import InvalidInput
 from tidemark.model.dataset import Source
 
-__all__ = ["SourceKind", "build_source", "from_spec", "keys", "kinds", "register", "validation_error_text"]
+__all__ = ["KeyRefused", "SourceKind", "build_source", "from_spec", "keys", "kinds", "register", "validation_error_text"]
 
 # Constructor parameters filled in by the loader, never by a declaration.
 LOADER_PARAMETERS = frozenset({"self", "base_dir"})
+
+
+class KeyRefused(InvalidInput):
+    """A kind's constructor refusing the value of one of its keys: a declaration reports it at that key."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: {detail}")
+        self.key = key
+        self.detail = detail
 
 
 @dataclass(frozen=True)
