@@ -8,8 +8,20 @@ in a compressed chunk, and those rows stay uncompressed until folded in. A
 chunk that live ingestion may still write into is never touched.
 
 Each compression runs in its own short transaction under ``lock_timeout``
-and is retried: TimescaleDB has a history of compress/insert deadlocks, and a
-failure here must cost a later retry, never the run.
+(``SET LOCAL``: it never queues behind a loader for long, nor holds loaders
+queued behind its own lock request) and is retried: TimescaleDB has a history
+of compress/insert deadlocks, and a failure here must cost a later retry,
+never the run.
+
+Tidemark is not the only compressor. On a real server the hypertables'
+compression policies run as background jobs at once, and Tidemark's own
+batches and sensor compress in parallel: a chunk listed as uncompressed may
+be compressed by another session before ``compress_chunk`` takes its lock,
+which TimescaleDB then refuses with ``DuplicateObject: chunk ... is already
+compressed`` even under ``if_not_compressed``. That, a chunk found compressed
+on re-reading it, and a chunk another session is compressing right now are
+all done (action ``elsewhere``); a lock timeout, deadlock or serialization
+failure is retried (``race_outcome``).
 
 Chunks written by direct-to-columnstore COPY (tidemark.timescale.columnstore) are
 compressed already but flagged *unordered*; they are left as they are unless
@@ -66,7 +78,7 @@ class Chunk:
 @dataclass(frozen=True)
 class CompressionResult:
     chunk: Chunk
-    action: str  # compressed | recompressed | unchanged | failed
+    action: str  # compressed | recompressed | unchanged | elsewhere (another session did it) | failed
     bytes_before: int | None
     bytes_after: int | None
     seconds: float
@@ -151,6 +163,48 @@ def backlog(conn: psycopg.Connection, dataset: Dataset, start: datetime, end: da
     return int(row[0]), int(row[1])
 
 
+# What a failed compress_chunk means (race_outcome).
+DONE = "done"  # another session compressed the chunk after we looked: it is compressed
+LOOK = "look"  # lost a race for the chunk's lock: done if it turns out compressed (or being compressed) elsewhere
+FAIL = "fail"  # anything else: retried only if transient (retrying.is_transient)
+
+# Lock modes on a chunk that only compression takes (compress_chunk: ExclusiveLock; decompression, full
+# recompression: AccessExclusiveLock); loaders take RowExclusiveLock, readers AccessShareLock.
+_COMPRESSING_MODES = ("ExclusiveLock", "AccessExclusiveLock")
+
+
+def already_compressed(exc: BaseException) -> bool:
+    """TimescaleDB's refusal to compress a chunk another session compressed since we looked."""
+    return isinstance(exc, psycopg.errors.DuplicateObject) and "already compressed" in str(exc)
+
+
+def race_outcome(exc: BaseException) -> str:
+    """How a failed compression is taken: DONE, LOOK (re-read the chunk, else retry) or FAIL."""
+    if already_compressed(exc):
+        return DONE
+    if isinstance(exc, (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected,
+                        psycopg.errors.SerializationFailure)):
+        return LOOK
+    return FAIL
+
+
+def compressing_elsewhere(conn: psycopg.Connection, chunk: Chunk) -> str | None:
+    """The other session compressing the chunk right now (its application name, or pid), or None.
+
+    Another backend holding a lock on the chunk in a mode only compression
+    takes, while running a compression (a policy job, another Tidemark task).
+    """
+    row = conn.execute(
+        "SELECT coalesce(nullif(a.application_name, ''), 'pid ' || l.pid) FROM pg_locks l"
+        " JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'relation' AND l.relation = %s::regclass AND l.granted AND l.pid <> pg_backend_pid()"
+        " AND l.mode = ANY(%s) AND (a.application_name ~* '(compression|columnstore)'"
+        " OR a.query ~* '(compress_chunk|convert_to_columnstore|policy_compression|recompress)') LIMIT 1",
+        (chunk.ident.as_string(conn), list(_COMPRESSING_MODES)),
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def compress(
     conn: psycopg.Connection,
     dataset: Dataset,
@@ -166,30 +220,52 @@ def compress(
     t0 = time.perf_counter()
     measured: dict[str, int | None] = {"before": None}  # the last attempt's size before, for a failed result
 
-    def once() -> CompressionResult:
+    def elapsed() -> float:
+        return round(time.perf_counter() - t0, 3)
+
+    def status_now() -> tuple[int, int | None]:
         row = conn.execute(
             "SELECT _timescaledb_functions.chunk_status(%s::regclass), " + _SIZE_SQL,
             (chunk.ident.as_string(conn), chunk.schema, chunk.name),
         ).fetchone()
         assert row is not None
-        status, before = int(row[0]), row[1]
+        return int(row[0]), row[1]
+
+    def settled(status: int) -> bool:
         # A fully compressed chunk without late rows: nothing to do. compress_chunk would be a no-op
         # for an ordered one and a full recompression for an unordered (direct-COPY) one.
-        settled = bool(status & _COMPRESSED) and not status & _PARTIAL
-        if settled and not (recompress_unordered and status & _UNORDERED):
-            return CompressionResult(chunk, "unchanged", None, None, round(time.perf_counter() - t0, 3))
+        return bool(status & _COMPRESSED) and not status & _PARTIAL and not (recompress_unordered and status & _UNORDERED)
+
+    def once() -> CompressionResult:
+        status, before = status_now()
+        if settled(status):
+            return CompressionResult(chunk, "unchanged", None, None, elapsed())
         measured["before"] = before
         action = "compressed" if not status & _COMPRESSED else "recompressed"  # recompressed: late rows folded in
+        try:
+            return compress_now(action, before)
+        except psycopg.Error as exc:
+            outcome = race_outcome(exc)
+            if outcome == FAIL or conn.closed or conn.broken:
+                raise
+            who = None if outcome == DONE else compressing_elsewhere(conn, chunk)
+            if outcome == DONE or who is not None or settled(status_now()[0]):
+                log.info("compress %s: done by another session (%s)", chunk.name,
+                         who or f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}")
+                return CompressionResult(chunk, "elsewhere", before, None, elapsed())
+            raise
+
+    def compress_now(action: str, before: int | None) -> CompressionResult:
         # One transaction per chunk, asynchronous commit: a compression lost to a crash is redone by the
         # final pass (the chunk is simply uncompressed again), and a WAL flush per chunk costs time.
         with conn.transaction():
             conn.execute("SELECT set_config('lock_timeout', %s, true), set_config('synchronous_commit', 'off', true)",
                          (lock_timeout,))
-            faults.check("compress.error", None)
+            faults.check("compress.error", None, f'chunk "{chunk.name}" is already compressed')
             conn.execute(
                 "SELECT compress_chunk(%s::regclass, if_not_compressed => true)", (chunk.ident.as_string(conn),)
             )
-            seconds = round(time.perf_counter() - t0, 3)
+            seconds = elapsed()
             size = conn.execute("SELECT " + _SIZE_SQL, (chunk.schema, chunk.name)).fetchone()
             after = size[0] if size else None
             conn.execute(
@@ -213,7 +289,7 @@ def compress(
         text = str(exc).strip()
         error = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
         log.warning("compress %s failed: %s", chunk.name, error)
-        return CompressionResult(chunk, "failed", measured["before"], None, round(time.perf_counter() - t0, 3), error)
+        return CompressionResult(chunk, "failed", measured["before"], None, elapsed(), error)
     raise AssertionError("unreachable: the retry policy either returns or raises")
 
 
