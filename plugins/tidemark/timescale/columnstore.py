@@ -23,12 +23,16 @@ with it.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime, timezone
 
 import psycopg
 
 from tidemark import config
 from tidemark.connection import one
 from tidemark.model.dataset import Dataset, Hypertable
+from tidemark.timescale import version
+from tidemark.timescale.version import CLIENT_SORTED_GUC as CLIENT_SORTED_GUC  # set by the loader per COPY
+from tidemark.timescale.schema import regclass_text
 
 GUC = "timescaledb.enable_direct_compress_copy"
 ENV = "TIDEMARK_DIRECT_COMPRESS"  # read by tidemark.config; named here for the tests that set it
@@ -38,12 +42,14 @@ COMPRESSED = 1
 UNORDERED = 2
 PARTIAL = 8
 
-# A chunk written directly by this many batches or more is recompressed once it lies behind the
-# watermark: each batch leaves its own small, overlapping compressed batches. Measured (4 days of
-# ledgers): 2 writes per chunk leave size and a time-range query as after recompression, while
-# recompression costs twice a classic compress_chunk; 12 writes per chunk make an
-# ORDER BY ... LIMIT query 5x slower until recompressed.
-RECOMPRESS_MIN_WRITES = 4
+# A direct run recompresses, once it lies behind the watermark (and in the final pass), every chunk a
+# direct COPY left flagged unordered: one written by several batches (each batch's rows are sorted only
+# among themselves), or one whose rows could not be sent sorted (sorted_tables). Chunks written sorted
+# are ordered already and left alone. An unordered chunk left behind would be recompressed by the
+# table's compression policy as soon as the run restores it, racing whatever runs then (12 writes per
+# chunk also made an ORDER BY ... LIMIT query 5x slower until recompressed). The plan's
+# ``recompress_unordered`` is set where a chunk may take this many batch writes: every direct run.
+RECOMPRESS_MIN_WRITES = 1
 
 
 def requested(dataset: Dataset) -> bool | None:
@@ -102,3 +108,127 @@ def resolve(conn: psycopg.Connection, dataset: Dataset) -> list[str]:
 def with_mode(dataset: Dataset, direct_tables: list[str] | tuple[str, ...]) -> Dataset:
     """The dataset as the loader should write it: ``direct_compress`` resolved to True or False."""
     return dataclasses.replace(dataset, direct_compress=bool(direct_tables))
+
+
+# -- ordered chunks from direct COPY -------------------------------------------------------------
+#
+# With ``timescaledb.enable_direct_compress_copy_client_sorted`` TimescaleDB trusts the COPY's row
+# order: it neither sorts nor flags the chunk unordered, so the chunk comes out as ordered as a
+# classic compress_chunk leaves it (status 1, no recompression). The server never checks: rows out
+# of order would make ordered scans (ORDER BY time DESC LIMIT n) return wrong rows. Tidemark sets
+# it only for a table whose rows it sorted itself, by the order the server keeps (sorted_tables),
+# and only for a batch that is the only writer of every chunk it writes.
+
+
+@dataclasses.dataclass(frozen=True)
+class SortKey:
+    column: str
+    descending: bool
+    nulls_first: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkOrder:
+    """The order inside a compressed chunk: rows grouped by ``segmentby``, each group sorted by ``orderby``."""
+
+    segmentby: tuple[str, ...]
+    orderby: tuple[SortKey, ...]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.segmentby + tuple(k.column for k in self.orderby)
+
+
+# Orderby column types whose order Arrow's sort kernels reproduce exactly (integers, booleans, dates,
+# timestamps; floats unless a NaN is present, checked when sorting). Text orders by collation in
+# PostgreSQL and by bytes in Arrow: never promised. Segmentby columns only need equal values kept
+# together, which text, varchar and uuid (deterministic collations) do too.
+ORDERABLE = frozenset({"smallint", "integer", "bigint", "real", "double precision", "boolean", "date",
+                       "timestamp without time zone", "timestamp with time zone"})
+SEGMENTABLE = ORDERABLE | {"text", "character varying", "uuid"}
+
+
+def chunk_order(conn: psycopg.Connection, table: Hypertable, server: version.Server) -> ChunkOrder | None:
+    """The order the server keeps in the table's new compressed chunks; None if it is not fixed or not sortable here.
+
+    Read from the table's compression settings, not from the declaration (a
+    table may predate it). An orderby left unset is the server's to choose
+    per chunk (its default is the time column DESC, or one derived from
+    indexes), so nothing is promised for it; ``ensure_schema`` sets both
+    explicitly on the tables it creates.
+    """
+    row = conn.execute(
+        "SELECT segmentby, orderby, orderby_desc, orderby_nullsfirst FROM _timescaledb_catalog.compression_settings"
+        " WHERE relid = %s::regclass",
+        (regclass_text(conn, table),),
+    ).fetchone()
+    if row is None or row[1] is None:
+        return None
+    segmentby: list[str] | None = row[0]
+    if segmentby is None:
+        if server.segmentby_deferred:
+            return None
+        segmentby = []
+    kinds = {c.name: c.parsed for c in table.cols}
+
+    def fits(name: str, allowed: frozenset[str]) -> bool:
+        kind = kinds.get(name)
+        return kind is not None and not kind.array and kind.base in allowed
+
+    if not all(fits(c, SEGMENTABLE) for c in segmentby) or not all(fits(c, ORDERABLE) for c in row[1]):
+        return None
+    return ChunkOrder(tuple(segmentby), tuple(SortKey(c, bool(d), bool(n)) for c, d, n in zip(row[1], row[2], row[3])))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)  # TimescaleDB aligns time slots to the Unix epoch
+_MICROSECOND = datetime.resolution
+
+
+def whole_chunks(conn: psycopg.Connection, table: Hypertable, start: datetime, end: datetime) -> bool:
+    """Whether every chunk of the table that rows in [start, end) can land in lies inside [start, end).
+
+    Then a batch over the window is the only writer of its chunks (its DELETE
+    empties them first). A new chunk covers the slot of the time dimension's
+    interval, counted from the Unix epoch, that its first row falls in; an
+    existing chunk may differ (made under another interval), so those
+    intersecting the window are read. A timestamptz time dimension without
+    a partitioning function only.
+    """
+    row = conn.execute(
+        "SELECT d.column_type::regtype::text, d.interval_length, d.partitioning_func IS NULL,"
+        " (SELECT count(*) FROM _timescaledb_catalog.dimension o WHERE o.hypertable_id = h.id AND o.interval_length IS NOT NULL),"
+        " (SELECT count(*) FROM timescaledb_information.chunks c WHERE c.hypertable_schema = h.schema_name"
+        "  AND c.hypertable_name = h.table_name AND c.range_end > %s AND c.range_start < %s"
+        "  AND (c.range_start < %s OR c.range_end > %s))"
+        " FROM _timescaledb_catalog.hypertable h JOIN _timescaledb_catalog.dimension d ON d.hypertable_id = h.id"
+        " WHERE h.schema_name = %s AND h.table_name = %s AND d.column_name = %s",
+        (start, end, start, end, table.schema, table.name, table.time_column),
+    ).fetchone()
+    if row is None:
+        return False
+    column_type, interval, plain, open_dimensions, straddling = row
+    if column_type != "timestamp with time zone" or not interval or not plain or open_dimensions != 1 or straddling:
+        return False
+    return all(((t - _EPOCH) // _MICROSECOND) % int(interval) == 0 for t in (start, end))
+
+
+
+def sorted_tables(conn: psycopg.Connection, dataset: Dataset, start: datetime, end: datetime) -> dict[str, ChunkOrder]:
+    """Tables whose rows for [start, end) go as one sorted direct COPY, each with the order to sort them in.
+
+    Empty unless the dataset loads by direct COPY and the server offers
+    client-sorted COPY. A table is left out (written unordered, folded by
+    recompression) where its order is not fixed or not sortable here, or
+    where the window does not cover every chunk it writes.
+    """
+    if not dataset.direct_compress:
+        return {}
+    server = version.server(conn)
+    if not (server.direct_copy and server.client_sorted_copy):
+        return {}
+    out: dict[str, ChunkOrder] = {}
+    for table in dataset.tables:
+        order = chunk_order(conn, table, server)
+        if order is not None and whole_chunks(conn, table, start, end):
+            out[table.name] = order
+    return out

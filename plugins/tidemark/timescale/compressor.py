@@ -24,10 +24,11 @@ all done (action ``elsewhere``); a lock timeout, deadlock or serialization
 failure is retried (``race_outcome``).
 
 Chunks written by direct-to-columnstore COPY (tidemark.timescale.columnstore) are
-compressed already but flagged *unordered*; they are left as they are unless
-the caller asks for recompression (a chunk written by many batches), since
-recompressing costs about twice a classic ``compress_chunk`` and gains
-nothing measurable for a chunk written by one or two batches.
+compressed already: ordered when the batch was their only writer and sent
+its rows sorted, else flagged *unordered*. An unordered one is recompressed
+when the caller asks (``recompress_unordered``: a direct run's plan does),
+since a compression policy would otherwise recompress it later, racing
+whatever runs then; an ordered one is left alone.
 """
 
 from __future__ import annotations

@@ -150,11 +150,16 @@ def _ensure_hypertable(conn: psycopg.Connection, table: Hypertable) -> None:
         (table.schema, table.name),
     ).fetchone()
     if not (enabled and enabled[0]):
-        options: list[sql.Composable] = [sql.SQL("timescaledb.compress")]
-        if table.segmentby:
-            options.append(sql.SQL("timescaledb.compress_segmentby = {}").format(sql.Literal(_column_list(conn, table.segmentby))))
-        if table.orderby:
-            options.append(sql.SQL("timescaledb.compress_orderby = {}").format(sql.Literal(_column_list(conn, table.orderby))))
+        # Both set explicitly, the undeclared ones to what TimescaleDB would pick for a table like this (no
+        # segmentby, the time column DESC): the layout is then fixed when the table is made, not chosen
+        # per chunk later, so a direct COPY can be sorted by it (tidemark.timescale.columnstore.chunk_order).
+        orderby = (_column_list(conn, table.orderby) if table.orderby
+                   else sql.Identifier(table.time_column).as_string(conn) + " DESC")
+        options: list[sql.Composable] = [
+            sql.SQL("timescaledb.compress"),
+            sql.SQL("timescaledb.compress_segmentby = {}").format(sql.Literal(_column_list(conn, table.segmentby))),
+            sql.SQL("timescaledb.compress_orderby = {}").format(sql.Literal(orderby)),
+        ]
         conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(ident, sql.SQL(", ").join(options)))
     conn.execute(
         "SELECT add_compression_policy(%s::regclass, compress_after => %s::interval, if_not_exists => true)",

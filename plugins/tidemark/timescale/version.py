@@ -1,0 +1,87 @@
+"""The TimescaleDB server Tidemark talks to: its version and the features Tidemark adapts to, read once.
+
+One query reads the extension's version and the direct-compress settings the
+server offers; the answer is kept per server (host, port, database) for the
+life of the process, so a run's plan and each of its batches ask once.
+Features are named by what they let Tidemark do, each with the release that
+brought it; where a setting can be seen (a GUC) it is detected, not inferred
+from the version.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+import psycopg
+
+from tidemark.connection import one
+
+DIRECT_COPY_GUC = "timescaledb.enable_direct_compress_copy"  # 2.21: COPY writes compressed batches
+CLIENT_SORTED_GUC = "timescaledb.enable_direct_compress_copy_client_sorted"  # 2.21: trust the client's order
+
+# From 2.27 a direct COPY into a hypertable whose segmentby was never set may pick one itself at flush
+# (timescaledb#9355, #9396, #9403): an unset segmentby then no longer means "none".
+SEGMENTBY_DEFERRED = (2, 27)
+
+
+@dataclass(frozen=True)
+class Server:
+    version: tuple[int, int, int]
+    version_text: str
+    settings: frozenset[str]  # the timescaledb.* settings the server knows
+
+    @property
+    def direct_copy(self) -> bool:
+        return DIRECT_COPY_GUC in self.settings
+
+    @property
+    def client_sorted_copy(self) -> bool:
+        return CLIENT_SORTED_GUC in self.settings
+
+    @property
+    def segmentby_deferred(self) -> bool:
+        return self.version >= SEGMENTBY_DEFERRED
+
+
+def parse_version(text: str) -> tuple[int, int, int]:
+    """``2.23.0-dev`` -> (2, 23, 0); missing parts are 0."""
+    numbers = [int(n) for n in re.findall(r"\d+", text.split("-")[0])[:3]]
+    while len(numbers) < 3:
+        numbers.append(0)
+    return numbers[0], numbers[1], numbers[2]
+
+
+_cache: dict[tuple[str, str, str], Server] = {}
+_lock = threading.Lock()
+
+
+def server(conn: psycopg.Connection) -> Server:
+    """The server behind ``conn`` (read at the first call for that server, then remembered)."""
+    key = (conn.info.host, str(conn.info.port), conn.info.dbname)
+    with _lock:
+        known = _cache.get(key)
+    if known is not None:
+        return known
+    found = read(conn)
+    if found.version > (0, 0, 0):  # not before the extension exists: it is created by the first plan
+        with _lock:
+            _cache[key] = found
+    return found
+
+
+def read(conn: psycopg.Connection) -> Server:
+    """Ask the server now (no cache)."""
+    version_text, settings = one(conn.execute(
+        "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),"
+        " (SELECT coalesce(array_agg(name::text), '{}') FROM pg_settings WHERE name LIKE 'timescaledb.%%')"
+    ))
+    text = str(version_text or "0")
+    return Server(version=parse_version(text), version_text=text, settings=frozenset(settings))
+
+
+def forget() -> None:
+    """Drop what is remembered (tests that change a server's features)."""
+    with _lock:
+        _cache.clear()
