@@ -63,7 +63,8 @@ def test_direct_batches_leave_every_chunk_compressed_and_backpressure_off(
     assert report["write_mode"].startswith("direct") and report["bytes"]["written_compressed"] > 0
     assert report["rows_in_window"] == registered_dataset.source.expected_counts(  # type: ignore[union-attr]
         registered_dataset.tables, START, START + timedelta(hours=48))
-    assert report["chunks"]["compressed_in_final_pass"] == 0  # nothing recompressed: one write per chunk
+    assert report["chunks"]["compressed_in_final_pass"] == 0  # nothing recompressed: one sorted write per chunk
+    assert all(not c.unordered for c in compressor.list_chunks(conn, registered_dataset, START, START + timedelta(hours=48)))
 
 
 def test_classic_batches_far_ahead_wait_and_sibling_states_are_asked_only_then(

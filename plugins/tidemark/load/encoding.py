@@ -29,7 +29,7 @@ through the spool's record of its pieces); the value is quoted cut short.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from itertools import islice
 from typing import IO, Any
@@ -38,10 +38,12 @@ from tidemark.errors import BadRow, InvalidInput
 from tidemark.load import arrow_data, copy_binary, copy_csv
 from tidemark.load.copy_text import copy_text
 from tidemark.load.row_checks import check_columns
+from tidemark.load.sorted_spool import SortedSpool
 from tidemark.load.spool import TablePayloads
 from tidemark.load.table_window import TableWindow
 from tidemark.model.dataset import Hypertable, RowBatch
 from tidemark.model.origin import Origin, shown_names
+from tidemark.timescale.columnstore import ChunkOrder
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,16 @@ _warned_extra: set[tuple[str, str, tuple[str, ...]]] = set()
 class TableEncoder:
     """Encodes every piece of one batch window for one table into its payloads."""
 
-    def __init__(self, dataset: str, table: Hypertable, start: datetime, end: datetime, *, binary: bool = True) -> None:
-        """``binary=False`` keeps to COPY text and CSV, what ``psql \\copy`` sends (the benchmarks' bare COPY)."""
+    def __init__(self, dataset: str, table: Hypertable, start: datetime, end: datetime, *, binary: bool = True,
+                 order: ChunkOrder | None = None) -> None:
+        """``binary=False`` keeps to COPY text and CSV, what ``psql \\copy`` sends (the benchmarks' bare COPY).
+
+        ``order``: frame the binary rows sorted in this chunk order (a direct COPY into ordered chunks).
+        """
         self.binary = binary
         self.window = TableWindow(dataset, table, start, end)
         self.out = TablePayloads(table)
+        self.sorter = SortedSpool(order, self.window.kinds) if order is not None and binary else None
         self._rows_as_binary: bool | None = None  # decided at the first rows (pyarrow is imported only then)
 
     # -- source columns against table columns ---------------------------
@@ -107,6 +114,8 @@ class TableEncoder:
                     self._add_tuples(chunk, origin)
 
     def finish(self) -> TablePayloads:
+        if self.sorter is not None:
+            self.out.sorted = self.sorter.finish(self.out)
         return self.out
 
     def _append(self, fmt: str, write: Callable[[IO[bytes]], object], rows: int, origin: Origin | str) -> None:
@@ -117,6 +126,18 @@ class TableEncoder:
         win = self.window
         self.out.spool(fmt).append(write, rows, origin, win.row - win.piece_start, win.row)
         win.row += rows
+
+    def _append_binary(self, batch: Any, rows: int, origin: Origin | str) -> None:
+        """A checked Arrow piece as binary COPY: held for sorting when asked, else framed now.
+
+        Sorted rows lose their source order, so a value the server refuses there is named by the table
+        and window only (the sort is for whole chunks Tidemark checked already).
+        """
+        if self.sorter is not None and self.sorter.take(batch):
+            self.window.row += rows
+            return
+        kinds = self.window.kinds
+        self._append("binary", lambda f: copy_binary.write_binary(batch, kinds, f), rows, origin)
 
     # -- the row path ---------------------------------------------------
 
@@ -160,7 +181,7 @@ class TableEncoder:
         if self._rows_as_binary:
             batch = arrow_data.from_rows([values for values, _ in checked], kinds, self.window.names)
             if batch is not None:
-                self._append("binary", lambda f: copy_binary.write_binary(batch, kinds, f), rows, origin)
+                self._append_binary(batch, rows, origin)
                 return
         payload = copy_text(kinds, checked)
         self._append("text", lambda f: f.write(payload), rows, origin)
@@ -181,20 +202,23 @@ class TableEncoder:
                 self._add_dicts(rows, origin)
             return
         if fmt == "binary":
-            self._append("binary", lambda f: copy_binary.write_binary(prepared, win.kinds, f), prepared.num_rows, origin)
+            self._append_binary(prepared, prepared.num_rows, origin)
         else:
             self._append("csv", lambda f: copy_csv.write_csv(prepared, f), prepared.num_rows, origin)
 
 
 def encode_window(
-    dataset: str, tables: Sequence[Hypertable], pieces: Iterable[tuple[Any, ...]], start: datetime, end: datetime
+    dataset: str, tables: Sequence[Hypertable], pieces: Iterable[tuple[Any, ...]], start: datetime, end: datetime,
+    orders: Mapping[str, ChunkOrder] | None = None,
 ) -> dict[str, TablePayloads]:
     """Encode a source's pieces for the given tables; a piece for any other table is an error.
 
     A refusal raised by the source itself (a file outside the allowed folders, a line that is not CSV) is
-    named by the dataset and window too.
+    named by the dataset and window too. ``orders``: tables whose rows are framed sorted, in that chunk
+    order (``tidemark.timescale.columnstore``).
     """
-    encoders = {t.name: TableEncoder(dataset, t, start, end) for t in tables}
+    orders = orders or {}
+    encoders = {t.name: TableEncoder(dataset, t, start, end, order=orders.get(t.name)) for t in tables}
     it = iter(pieces)
     try:
         while True:

@@ -18,7 +18,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -37,6 +37,8 @@ from tidemark.load.spool import Payload, TablePayloads
 from tidemark.load.table_window import place
 from tidemark.model.origin import SHOWN
 from tidemark.model.batch import Batch
+from tidemark.timescale import columnstore
+from tidemark.timescale.columnstore import ChunkOrder
 from tidemark.timescale.schema import resolve, table_ident
 
 log = logging.getLogger(__name__)
@@ -150,13 +152,16 @@ def _prefetched(pieces: Iterable[Any], depth: int = 2) -> Iterator[Any]:
 
 
 @contextmanager
-def staged_window(dataset: Dataset, batch: Batch) -> Iterator[Staged]:
-    """Read and encode every source of the dataset for the window; the spools live while the block runs."""
+def staged_window(dataset: Dataset, batch: Batch, orders: Mapping[str, ChunkOrder] | None = None) -> Iterator[Staged]:
+    """Read and encode every source of the dataset for the window; the spools live while the block runs.
+
+    ``orders``: tables to frame sorted in their chunk order (``columnstore.sorted_tables``).
+    """
     staged: Staged = {}
     try:
         for source, tables in dataset.feeds():
             pieces = _prefetched(source.read(tables, batch.start, batch.end))
-            staged.update(encode_window(dataset.name, tables, pieces, batch.start, batch.end))
+            staged.update(encode_window(dataset.name, tables, pieces, batch.start, batch.end, orders))
         yield staged
     finally:
         for payloads in staged.values():
@@ -179,8 +184,11 @@ def replace_window(
     """Delete the window's rows and COPY the staged payloads, inside the caller's transaction.
 
     ``target`` maps each hypertable to the relation written: the hypertable
-    itself, or a catchup's staging table.
+    itself, or a catchup's staging table. A table whose payload was framed
+    sorted is copied with client-sorted direct COPY, which leaves its chunks
+    ordered; every other table of the batch without it.
     """
+    any_sorted = any(p.sorted for p in staged.values())
     with conn.cursor() as cur:
         for table in dataset.tables:
             time_col = sql.Identifier(table.time_column)
@@ -188,6 +196,9 @@ def replace_window(
                 sql.SQL("DELETE FROM {} WHERE {} >= %s AND {} < %s").format(target(table), time_col, time_col),
                 (batch.start, batch.end),
             )
+            if any_sorted:  # read by each COPY as it starts; local to the batch's transaction
+                cur.execute("SELECT set_config(%s, %s, true)",
+                            (columnstore.CLIENT_SORTED_GUC, "on" if staged[table.name].sorted else "off"))
             for payload in staged[table.name].parts.values():
                 if not payload.rows:
                     continue
@@ -247,10 +258,12 @@ def load_batch(
     Reading happens once, before any transaction: a retry re-sends the same bytes.
     """
     t0 = time.perf_counter()
-    if not dataset.resolved:
+    orders: dict[str, ChunkOrder] = {}
+    if not dataset.resolved or dataset.direct_compress:
         with connect() as conn:
-            dataset = resolve(conn, dataset)
-    with staged_window(dataset, batch) as staged:
+            dataset = resolve(conn, dataset) if not dataset.resolved else dataset
+            orders = columnstore.sorted_tables(conn, dataset, batch.start, batch.end)
+    with staged_window(dataset, batch, orders) as staged:
         t_generated = time.perf_counter()
         attempt = 0
         for try_ in retrying.policy(attempts=attempts, backoff_seconds=backoff_seconds, what=f"batch {batch.index}"):

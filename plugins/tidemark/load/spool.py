@@ -101,6 +101,8 @@ class Payload:
 class TablePayloads:
     table: Hypertable
     parts: dict[str, Payload] = field(default_factory=dict)
+    # One binary payload holding every row in the table's chunk order (tidemark.load.sorted_spool).
+    sorted: bool = False
 
     @property
     def rows(self) -> int:
