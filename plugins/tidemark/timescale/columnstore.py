@@ -9,20 +9,26 @@ demo's 1.15 M ``ledgers`` rows: 4.8 s of COPY against 5.3 s COPY + 2.5 s
 same time-range query time (bench/bench_speed.py).
 
 TimescaleDB silently falls back to heap rows on a table with a primary key, a
-unique index, user triggers or a continuous aggregate, so the mode is decided
-per dataset at plan time (``resolve``) from the tables as they are, and the
-backfill keeps its classic progressive compression (and backpressure) for any
-table that cannot take it.
+unique index, an exclusion constraint, user triggers or (before 2.24) a
+continuous aggregate, so the mode is decided per dataset at plan time
+(``resolve``) from the tables and the server as they are
+(``tidemark.timescale.version``), and the backfill keeps its classic
+progressive compression (and backpressure) for any table that cannot take it.
 
 ``TIDEMARK_DIRECT_COMPRESS`` = ``auto`` (default: on where every table allows
 it), ``on`` (wherever a table allows it) or ``off`` overrides the dataset's
 ``direct_compress`` field (None = auto); the fault suite runs in both modes
-with it.
+with it. A table that opts into direct compress itself (``tsdb.direct_compress``,
+TimescaleDB 2.29+) is written directly by the server whatever the session
+asks: ``auto`` and ``on`` then load the dataset directly, ``off`` leaves the
+table to the server and its own policies; each decision is logged with its
+reason (``decide``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import datetime, timezone
 
 import psycopg
@@ -34,7 +40,9 @@ from tidemark.timescale import version
 from tidemark.timescale.version import CLIENT_SORTED_GUC as CLIENT_SORTED_GUC  # set by the loader per COPY
 from tidemark.timescale.schema import regclass_text
 
-GUC = "timescaledb.enable_direct_compress_copy"
+log = logging.getLogger(__name__)
+
+GUC = version.DIRECT_COPY_GUC
 ENV = "TIDEMARK_DIRECT_COMPRESS"  # read by tidemark.config; named here for the tests that set it
 
 # TimescaleDB chunk status bits (_timescaledb_functions.chunk_status).
@@ -61,11 +69,12 @@ def requested(dataset: Dataset) -> bool | None:
 
 
 def server_supports(conn: psycopg.Connection) -> bool:
-    return bool(one(conn.execute("SELECT count(*) FROM pg_settings WHERE name = %s", (GUC,)))[0])
+    return version.server(conn).direct_copy
 
 
-def blockers(conn: psycopg.Connection, table: Hypertable) -> list[str]:
+def blockers(conn: psycopg.Connection, table: Hypertable, server: version.Server | None = None) -> list[str]:
     """Why TimescaleDB would write this hypertable's COPY as heap rows (empty: it can go direct)."""
+    server = server or version.server(conn)
     found: list[str] = []
     rows = conn.execute(
         "SELECT i.indisprimary, i.indisunique FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
@@ -76,33 +85,81 @@ def blockers(conn: psycopg.Connection, table: Hypertable) -> list[str]:
         found.append("primary key")
     elif any(u for _, u in rows):
         found.append("unique index")
-    triggers = one(conn.execute(
-        "SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = %s AND c.relname = %s AND NOT t.tgisinternal AND t.tgname <> 'ts_insert_blocker'",
+    exclusions, triggers, caggs = one(conn.execute(
+        "SELECT (SELECT count(*) FROM pg_constraint x WHERE x.conrelid = c.oid AND x.contype = 'x'),"
+        " (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal"
+        "  AND t.tgname NOT IN ('ts_insert_blocker', 'ts_cagg_invalidation_trigger')),"  # the caggs' own: below
+        " (SELECT count(*) FROM timescaledb_information.continuous_aggregates a"
+        "  WHERE a.hypertable_schema = n.nspname AND a.hypertable_name = c.relname)"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s"
+        " UNION ALL SELECT 0, 0, 0 LIMIT 1",
         (table.schema, table.name),
-    ))[0]
+    ))
+    if exclusions:
+        found.append("exclusion constraint")
     if triggers:
         found.append("triggers")
-    caggs = one(conn.execute(
-        "SELECT count(*) FROM timescaledb_information.continuous_aggregates"
-        " WHERE hypertable_schema = %s AND hypertable_name = %s",
-        (table.schema, table.name),
-    ))[0]
-    if caggs:
-        found.append("continuous aggregates")
+    if caggs and not server.direct_with_caggs:
+        found.append(f"continuous aggregates (direct COPY takes them from TimescaleDB "
+                     f"{'.'.join(map(str, version.DIRECT_WITH_CAGGS))})")
     return found
 
 
-def resolve(conn: psycopg.Connection, dataset: Dataset) -> list[str]:
-    """Names of the dataset's tables the backfill writes directly into the columnstore (plan time)."""
+def opted_in(conn: psycopg.Connection, table: Hypertable, server: version.Server) -> bool:
+    """Whether the table asks for direct compress itself (``tsdb.direct_compress``; False before 2.29)."""
+    if not server.table_direct_compress:
+        return False
+    row = conn.execute(
+        "SELECT status & %s <> 0 FROM _timescaledb_catalog.hypertable WHERE schema_name = %s AND table_name = %s",
+        (version.TABLE_DIRECT_COMPRESS_STATUS, table.schema, table.name),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class TableMode:
+    """How one table is loaded, and why."""
+
+    table: str
+    direct: bool
+    reason: str
+
+
+def decide(conn: psycopg.Connection, dataset: Dataset) -> list[TableMode]:
+    """Each table's write mode with its reason, from the setting, the dataset, the tables and the server."""
+    server = version.server(conn)
     wanted = requested(dataset)
-    if wanted is False or not server_supports(conn):
-        return []
-    direct = [t.name for t in dataset.tables if not blockers(conn, t)]
-    if wanted is None and len(direct) < len(dataset.tables):
-        return []  # auto: all or nothing, so one mode (and one story) per dataset
-    return direct
+    if not server.direct_copy:
+        return [TableMode(t.name, False, f"{server.describe()} has no direct COPY (2.21+)") for t in dataset.tables]
+    blocked = {t.name: blockers(conn, t, server) for t in dataset.tables}
+    own = {t.name for t in dataset.tables if opted_in(conn, t, server)}
+    setting = "TIDEMARK_DIRECT_COMPRESS / the dataset's direct_compress"
+    modes: list[TableMode] = []
+    for t in dataset.tables:
+        if blocked[t.name]:
+            modes.append(TableMode(t.name, False, "TimescaleDB writes it as heap rows: " + ", ".join(blocked[t.name])))
+        elif wanted is False:
+            modes.append(TableMode(t.name, False, (
+                "off by setting, but the table's own tsdb.direct_compress makes the server write it directly anyway"
+                " (left to its own compaction and compression policies)") if t.name in own else f"off by {setting}"))
+        elif t.name in own:
+            modes.append(TableMode(t.name, True, "the table's own tsdb.direct_compress"))
+        elif wanted is None and any(blocked.values()) and not own:
+            # auto: all or nothing, so one mode (and one story) per dataset
+            modes.append(TableMode(t.name, False, "auto: another table of the dataset cannot take direct COPY"))
+        else:
+            modes.append(TableMode(t.name, True, (
+                "a table of the dataset opts into direct compress itself: the session's COPYs go direct"
+                if own else "on" if wanted else "auto: every table of the dataset can take it")))
+    return modes
+
+
+def resolve(conn: psycopg.Connection, dataset: Dataset) -> list[str]:
+    """Names of the dataset's tables the backfill writes directly into the columnstore (plan time); logs why."""
+    modes = decide(conn, dataset)
+    log.info("dataset %s on %s: %s", dataset.name, version.server(conn).describe(), "; ".join(
+        f"{m.table} {'direct' if m.direct else 'classic'} ({m.reason})" for m in modes))
+    return [m.table for m in modes if m.direct]
 
 
 def with_mode(dataset: Dataset, direct_tables: list[str] | tuple[str, ...]) -> Dataset:

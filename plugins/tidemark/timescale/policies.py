@@ -1,6 +1,7 @@
 """The dataset's TimescaleDB policies around a bulk load: compression, retention, continuous aggregates.
 
-Compression policies are paused for the load and restored after it.
+Compression policies (and recompression and compaction ones) are paused for
+the load and restored after it.
 Retention policies are respected: a window older than a hypertable's
 retention horizon is refused, since the policy would silently delete it.
 Continuous aggregates over the hypertables are refreshed over the window,
@@ -29,6 +30,10 @@ from tidemark.model.payloads import RefreshedAggregate, RetentionInfo
 
 log = logging.getLogger(__name__)
 
+# The jobs that compress a hypertable's chunks behind Tidemark's back: compression, recompression and
+# (TimescaleDB 2.29, made by a table's own tsdb.direct_compress) compaction of unordered chunks.
+COMPRESSING_JOBS = ["policy_compression", "policy_recompression", "policy_compaction"]
+
 
 def pause(conn: psycopg.Connection, dataset: Dataset, run_id: str) -> list[int]:
     paused: list[int] = []
@@ -36,8 +41,8 @@ def pause(conn: psycopg.Connection, dataset: Dataset, run_id: str) -> list[int]:
         for table in dataset.tables:
             jobs = conn.execute(
                 "SELECT job_id, scheduled FROM timescaledb_information.jobs"
-                " WHERE proc_name = 'policy_compression' AND hypertable_schema = %s AND hypertable_name = %s",
-                (table.schema, table.name),
+                " WHERE proc_name = ANY(%s) AND hypertable_schema = %s AND hypertable_name = %s",
+                (COMPRESSING_JOBS, table.schema, table.name),
             ).fetchall()
             for job_id, scheduled in jobs:
                 if scheduled:
@@ -76,8 +81,8 @@ def scheduled(conn: psycopg.Connection, dataset: Dataset) -> dict[str, bool]:
     for table in dataset.tables:
         row = one(conn.execute(
             "SELECT bool_and(scheduled) FROM timescaledb_information.jobs"
-            " WHERE proc_name = 'policy_compression' AND hypertable_schema = %s AND hypertable_name = %s",
-            (table.schema, table.name),
+            " WHERE proc_name = ANY(%s) AND hypertable_schema = %s AND hypertable_name = %s",
+            (COMPRESSING_JOBS, table.schema, table.name),
         ))
         out[table.name] = bool(row and row[0])
     return out

@@ -20,10 +20,19 @@ from tidemark.connection import one
 
 DIRECT_COPY_GUC = "timescaledb.enable_direct_compress_copy"  # 2.21: COPY writes compressed batches
 CLIENT_SORTED_GUC = "timescaledb.enable_direct_compress_copy_client_sorted"  # 2.21: trust the client's order
+DIRECT_INSERT_GUC = "timescaledb.enable_direct_compress_insert"  # 2.23: INSERT too
 
+# 2.24: a hypertable feeding continuous aggregates takes direct COPY (invalidations recorded at commit);
+# before, TimescaleDB silently wrote such a table's COPY as heap rows.
+DIRECT_WITH_CAGGS = (2, 24)
 # From 2.27 a direct COPY into a hypertable whose segmentby was never set may pick one itself at flush
 # (timescaledb#9355, #9396, #9403): an unset segmentby then no longer means "none".
 SEGMENTBY_DEFERRED = (2, 27)
+# 2.29: a hypertable can opt into direct compress itself (``tsdb.direct_compress``, hypertable status
+# bit 8): its COPY then goes direct whatever the session's GUC says, with compaction and compression
+# policies of its own (timescaledb#10240).
+TABLE_DIRECT_COMPRESS = (2, 29)
+TABLE_DIRECT_COMPRESS_STATUS = 8
 
 
 @dataclass(frozen=True)
@@ -31,6 +40,7 @@ class Server:
     version: tuple[int, int, int]
     version_text: str
     settings: frozenset[str]  # the timescaledb.* settings the server knows
+    functions: frozenset[str] = frozenset()  # the Timescale functions Tidemark may call that the server has
 
     @property
     def direct_copy(self) -> bool:
@@ -41,8 +51,35 @@ class Server:
         return CLIENT_SORTED_GUC in self.settings
 
     @property
+    def direct_insert(self) -> bool:
+        return DIRECT_INSERT_GUC in self.settings
+
+    @property
+    def direct_with_caggs(self) -> bool:
+        return self.version >= DIRECT_WITH_CAGGS
+
+    @property
     def segmentby_deferred(self) -> bool:
         return self.version >= SEGMENTBY_DEFERRED
+
+    @property
+    def table_direct_compress(self) -> bool:
+        return self.version >= TABLE_DIRECT_COMPRESS
+
+    @property
+    def compact_chunk(self) -> bool:
+        """``compact_chunk()`` (2.29): merges an unordered chunk's overlapping batches without a full recompression."""
+        return "compact_chunk" in self.functions
+
+    def features(self) -> dict[str, bool]:
+        """What this server offers, by name (logged by the plan, shown in tests)."""
+        return {name: bool(getattr(self, name)) for name in (
+            "direct_copy", "client_sorted_copy", "direct_insert", "direct_with_caggs", "segmentby_deferred",
+            "table_direct_compress", "compact_chunk")}
+
+    def describe(self) -> str:
+        offered = [name for name, on in self.features().items() if on]
+        return f"TimescaleDB {self.version_text} ({', '.join(offered) or 'no direct compress'})"
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -73,12 +110,20 @@ def server(conn: psycopg.Connection) -> Server:
 
 def read(conn: psycopg.Connection) -> Server:
     """Ask the server now (no cache)."""
-    version_text, settings = one(conn.execute(
+    version_text, settings, functions = one(conn.execute(
         "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'),"
-        " (SELECT coalesce(array_agg(name::text), '{}') FROM pg_settings WHERE name LIKE 'timescaledb.%%')"
+        " (SELECT coalesce(array_agg(name::text), '{}') FROM pg_settings WHERE name LIKE 'timescaledb.%%'),"
+        " (SELECT coalesce(array_agg(DISTINCT p.proname::text), '{}') FROM pg_proc p"
+        "  JOIN pg_namespace n ON n.oid = p.pronamespace"
+        "  WHERE n.nspname IN ('_timescaledb_functions', 'public') AND p.proname = ANY(%s))",
+        (list(_FUNCTIONS),),
     ))
     text = str(version_text or "0")
-    return Server(version=parse_version(text), version_text=text, settings=frozenset(settings))
+    return Server(version=parse_version(text), version_text=text, settings=frozenset(settings),
+                  functions=frozenset(functions))
+
+
+_FUNCTIONS = ("compact_chunk",)
 
 
 def forget() -> None:
