@@ -7,6 +7,7 @@ instead. An engine that cannot start fails the run; nothing here skips.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -128,6 +129,23 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedEngine 
 @pytest.fixture(scope="session")
 def dsn(engine: EmbeddedEngine | None) -> str:
     return os.environ.get("TIDEMARK_TEST_DSN") or engine.dsn  # type: ignore[union-attr]
+
+
+@functools.cache
+def is_embedded(dsn: str) -> bool:
+    """Whether ``dsn`` is the embedded engine (WASM PostgreSQL: one shared session, no background jobs)."""
+    with connect(dsn) as c:
+        return "emscripten" in str(c.execute("SELECT version()").fetchone()[0]).lower()  # type: ignore[index]
+
+
+@pytest.fixture(autouse=True)
+def _single_session_only(request: pytest.FixtureRequest) -> None:
+    """Skip a test marked ``single_session`` against a real server (TIDEMARK_TEST_DSN): it tests the embedded engine."""
+    if request.node.get_closest_marker("single_session") is None:
+        return
+    dsn = request.getfixturevalue("dsn")
+    if not is_embedded(dsn):
+        pytest.skip("assumes the embedded engine's one shared session; TIDEMARK_TEST_DSN is a real server")
 
 
 @pytest.fixture

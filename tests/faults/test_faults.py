@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -400,6 +401,7 @@ def test_hostile_identifiers_and_types_are_refused(conn: psycopg.Connection, mak
 
 def test_odd_but_legal_identifiers_are_quoted_never_formatted_in(dsn: str, conn: psycopg.Connection) -> None:
     conn.execute("CREATE TABLE IF NOT EXISTS canary (x int)")
+    tag = uuid.uuid4().hex[:8]  # names of this run's own: the test runs again against the same server
     ts = Column("Time Stamp", "timestamptz")
     table = Hypertable(
         name="Rows-DROP TABLE canary --",
@@ -408,7 +410,7 @@ def test_odd_but_legal_identifiers_are_quoted_never_formatted_in(dsn: str, conn:
         chunk_interval=timedelta(hours=6),
         segmentby=("k-k",),
         orderby=(ts.name,),
-        schema="Ev il -- DROP TABLE canary",
+        schema=f"Ev il -- DROP TABLE canary {tag}",
     )
 
     def rows(start: datetime, end: datetime) -> Iterator[tuple[object, ...]]:
@@ -417,11 +419,11 @@ def test_odd_but_legal_identifiers_are_quoted_never_formatted_in(dsn: str, conn:
             yield (t, 1, "a'b\"c;")
             t += timedelta(minutes=10)
 
-    evil = Dataset(name="odd_names", tables=(table,), source=PythonSource(rows))
+    evil = Dataset(name=f"odd_names_{tag}", tables=(table,), source=PythonSource(rows))
     ensure_schema(conn, evil)
-    result = load_batch(factory(dsn), evil, Batch(0, START, START + timedelta(hours=12)), "evil")
+    result = load_batch(factory(dsn), evil, Batch(0, START, START + timedelta(hours=12)), f"evil-{tag}")
     assert result.rows == {table.name: 72}
-    compressed = compressor.compress_behind(conn, evil, START, START + timedelta(hours=12), run_id="evil")
+    compressed = compressor.compress_behind(conn, evil, START, START + timedelta(hours=12), run_id=f"evil-{tag}")
     assert [r.action for r in compressed] == ["compressed", "compressed"]
     assert conn.execute("SELECT to_regclass('public.canary') IS NOT NULL").fetchone()[0]
     assert conn.execute(sql.SQL("SELECT {} FROM {} LIMIT 1").format(

@@ -63,6 +63,7 @@ def test_copy_errors_are_reported_and_abort_only_the_transaction(conn: psycopg.C
     assert conn.execute("SELECT count(*) FROM copy_bad").fetchone()[0] == 0
 
 
+@pytest.mark.single_session  # a real server runs the second client's query at once, outside the transaction
 def test_a_second_client_waits_for_an_open_transaction_instead_of_failing(dsn: str) -> None:
     with connect(dsn) as a, connect(dsn) as b:
         a.execute("CREATE TABLE IF NOT EXISTS wait_probe (a int)")
