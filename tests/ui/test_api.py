@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from tests.conftest import load_through_library
 from tidemark.flows import backfill, catchup, live
-from tidemark.state import cursors
+from tidemark.state import cursors, runs
 from tidemark.connection import factory
 from tidemark.model.dataset import Dataset
 
@@ -143,13 +143,24 @@ def test_finished_run(client: Any, token: str, dsn: str, conn: psycopg.Connectio
     assert view["loaded_batches"] == 4 and view["loaded_beyond_watermark"] == 0 and view["failed_batches"] == []
     assert view["rows_loaded"] == report["rows_loaded_total"] > 0
     assert view["report"] == report and view["refresh"] is False and view["eta_seconds"] is None
-    assert len(view["history"]) == 4  # one row per poke
+    # One observation per batch commit and one per poke (load_through_library pokes after each batch).
+    assert [h["source"] for h in view["history"]].count("poke") == 4
+    assert [h["source"] for h in view["history"]].count("batch") == 4
     assert view["history"][-1]["watermark_batches"] == 4 and view["history"][-1]["rows_loaded"] == view["rows_loaded"]
+    stored = [h["stored_bytes"] for h in view["history"]]
+    assert all(b is not None and b > 0 for b in stored) and stored == sorted(stored)  # the load grows the storage
     assert view["db_ms"] < 100, view["db_ms"]
-    # The nav list shows it, with its ratio and a link target.
+    # Every mode tells what was written and how compact it is (the fixture's dataset is written compressed).
+    size = report["bytes"]
+    assert report["write_mode"].startswith("direct") and report["chunks"]["written_compressed"] == report["chunks"]["compressed"] > 0
+    assert size["stored"] == view["stored_bytes"] == stored[-1] > 0
+    assert size["uncompressed"] == size["uncompressed_measured"] > size["stored"] and size["probe_rows"] > 0
+    assert size["storage_ratio"] == round(size["uncompressed"] / size["stored"], 2) > 1.5
+    # The nav list shows it, with its ratio, its size and a link target.
     listed = client.get("/tidemark/api/runs", headers={"Authorization": f"Bearer {token}"}).json()["runs"]
     mine = next(x for x in listed if x["run_id"] == key)
-    assert mine["ratio"] == report["bytes"]["ratio"] and mine["loaded_batches"] == 4 and mine["dag_run_id"] == rid
+    assert mine["ratio"] == size["storage_ratio"] and mine["stored_bytes"] == size["stored"]
+    assert mine["loaded_batches"] == 4 and mine["dag_run_id"] == rid
     # The UI's iframe authenticates with the login cookie, not a header.
     page = client.get(f"/tidemark/run?dag_id=tidemark_backfill&run_id={rid}", cookies={"_token": token})
     assert page.status_code == 200 and "Tidemark.runPage()" in page.text
@@ -164,7 +175,8 @@ def test_running_run(client: Any, token: str, dsn: str, conn: psycopg.Connection
     assert view["state"] == "running" and view["refresh"] is True
     assert (view["loaded_batches"], view["planned_batches"], view["watermark"]["batches"]) == (2, 4, 2)
     assert view["rows_per_second"] > 0 and view["eta_seconds"] > 0
-    assert [h["watermark_batches"] for h in view["history"]] == [1, 2]
+    assert [h["watermark_batches"] for h in view["history"] if h["source"] == "poke"] == [1, 2]
+    assert [h["watermark_batches"] for h in view["history"] if h["source"] == "batch"] == [1, 2]
 
 
 def test_failed_run_names_the_batch_and_how_to_resume(
@@ -177,12 +189,23 @@ def test_failed_run_names_the_batch_and_how_to_resume(
         backfill.finalize(factory(dsn), summary, states, results)
     add_dag_run("tidemark_backfill", rid, "failed", {
         i: (s, f"window {i}") for i, s in states.items()
-    })
+    }, conf={"dataset": registered_dataset.name, "batch_interval": "3 hours"})
+    # As the DAG's insert_batch records it: the error's first line, masked, never the lines after it.
+    runs.note_failure(factory(dsn), key, 1, 3, RuntimeError(
+        "COPY failed at postgresql://u:pw@db:5432/x password=hunter2\nDETAIL: Failing row contains (secret-row)"))
     view = get(client, token, rid).json()
     assert view["state"] == runs_row(conn, key)[0] == "failed" and view["refresh"] is False
-    assert view["failed_batches"] == [{"index": 1, "state": "failed", "window": "window 1"}]
+    error = "RuntimeError: COPY failed at <uri> password=***"
+    assert view["failed_batches"] == [{"index": 1, "state": "failed", "window": "window 1", "error": error, "try_number": 3}]
+    assert [c["status"] for c in view["strip"]] == ["loaded", "failed", "loaded", "loaded"]
+    assert view["strip"][1]["error"] == error and view["strip"][1]["error_try"] == 3
+    assert view["batch_task_id"] == "insert_batch" and view["dag_run_id"] == rid
     assert view["watermark"]["batches"] == 1 and view["loaded_batches"] == 3 and view["loaded_beyond_watermark"] == 2
-    assert "clear the failed task instances" in view["resume"]
+    assert sum(view["rows_by_table"].values()) == view["rows_loaded"] > 0
+    # The resume instruction carries this run's own values.
+    assert "clear the failed task instances" in view["resume"] and f'"dag_run_id": "{rid}"' in view["resume"]
+    assert "(batches 1)" in view["resume"] and f'"dataset": "{registered_dataset.name}"' in view["resume"]
+    assert "hunter2" not in json.dumps(view) and "secret-row" not in json.dumps(view)
 
 
 def test_catchup_run_shows_staging_then_the_publish(
@@ -328,3 +351,41 @@ def test_the_api_server_reads_the_dag_folders_datasets_and_the_demo_as_the_dag_f
         "one owner, so rename one of them (or its schema)"]
     monkeypatch.setenv("TIDEMARK_MAX_PARALLEL_BATCHES", "four")
     assert "TIDEMARK_MAX_PARALLEL_BATCHES='four' is not valid" in refused_declarations(dags)[0]
+
+
+def test_a_rerun_under_the_same_run_id_keeps_the_first_attempt_and_the_runs_page_filters(
+    client: Any, token: str, dsn: str, conn: psycopg.Connection, registered_dataset: Dataset
+) -> None:
+    rid = f"backfill__{uuid.uuid4().hex[:8]}"
+    key = f"tidemark_backfill/{rid}"
+    summary, batches, states, results = load(dsn, registered_dataset, key)
+    first = backfill.finalize(factory(dsn), summary, states, results)
+    add_dag_run("tidemark_backfill", rid, "success")
+    # `airflow backfill create --reprocess-behavior completed`: the same run id is planned and finalized again.
+    summary, batches, states, results = load(dsn, registered_dataset, key)
+    again = backfill.finalize(factory(dsn), summary, states, results)
+    assert first is not None and again is not None and again["batches"]["loaded"] == 0
+    assert conn.execute("SELECT attempt FROM tidemark.runs WHERE run_id = %s", (key,)).fetchone()[0] == 2
+    kept = conn.execute("SELECT attempt, state, report FROM tidemark.runs_history WHERE run_id = %s", (key,)).fetchall()
+    assert [(a, s) for a, s, _ in kept] == [(1, "succeeded")] and kept[0][2] == json.loads(json.dumps(first))
+    view = get(client, token, rid).json()
+    assert view["attempt"] == 2 and view["report"]["batches"]["loaded"] == 0
+    assert [a["attempt"] for a in view["earlier_attempts"]] == [1]
+    assert view["earlier_attempts"][0]["rows_loaded"] == first["rows_loaded_total"] > 0
+    auth = {"Authorization": f"Bearer {token}"}
+    listed = client.get(f"/tidemark/api/runs?dataset={registered_dataset.name}", headers=auth).json()
+    assert [(r["run_id"], r["attempt"], r["latest_attempt"]) for r in listed["runs"]] == [(key, 2, True), (key, 1, False)]
+    assert registered_dataset.name in listed["datasets"]
+    assert client.get(f"/tidemark/api/runs?dataset={registered_dataset.name}&state=failed", headers=auth).json()["runs"] == []
+    # Planning again while the attempt runs (a retried plan task) stays that attempt.
+    runs.claim(conn, key, registered_dataset.name, "backfill", START, START + timedelta(hours=12), 4)
+    runs.claim(conn, key, registered_dataset.name, "backfill", START, START + timedelta(hours=12), 4)
+    assert conn.execute("SELECT attempt FROM tidemark.runs WHERE run_id = %s", (key,)).fetchone()[0] == 3
+
+
+def test_failure_text_is_one_line_without_secrets() -> None:
+    assert runs.failure_text(psycopg.OperationalError("connection to server at 10.0.0.5, port 5432 failed")) == (
+        "OperationalError: the database connection failed (the task log has the details)")
+    long = runs.failure_text(ValueError("x" * 1000 + "\nsecond"))
+    assert len(long) == runs.FAILURE_TEXT_MAX and "second" not in long
+    assert runs.failure_text(KeyError("token=abc123 api_key: zzz")) == "KeyError: 'token=*** api_key=***"

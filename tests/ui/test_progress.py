@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import psycopg
-from tidemark.state import progress, runs
+from tidemark.state import history, progress, runs
 from tidemark.connection import connect
 from tidemark.timescale.schema import ensure_bookkeeping
 
@@ -58,7 +58,7 @@ def test_history_of_old_finished_runs_is_pruned_and_goes_with_the_run(conn: psyc
 def test_a_database_without_bookkeeping_shows_nothing_rather_than_failing(private_engine: EmbeddedEngine) -> None:
     private_engine.start()
     with connect(private_engine.dsn) as c:
-        assert progress.recent_runs(c) == []
+        assert history.recent_runs(c) == []
         assert progress.run_view(c, "tidemark_backfill/none") is None
         assert progress.live_view(c, "ledgers", tip=START, threshold=timedelta(hours=1))["cursor"] is None
         # A run planned before an upgrade added the history table: its pokes go on without history.

@@ -55,7 +55,7 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException, TaskDeferred
 
 from tidemark.airflow import context, dag_defaults, hooks, names, params, tasks
 from tidemark.airflow.sensors import ProgressiveCompressionSensor
@@ -66,10 +66,14 @@ from tidemark.flows.request import BackfillRequest
 from tidemark.model.dataset import Dataset
 from tidemark.model.payloads import BatchPayload, BatchResultPayload, PlanPayload, Report
 from tidemark.model.run_plan import RunPlan
+from tidemark.state import runs
 
 __all__ = ["backfill_dag"]
 
 log = logging.getLogger("tidemark.dag")
+# The report is what a run is for: logged at INFO whatever the deployment's level (`make airflow` runs at WARNING).
+report_log = logging.getLogger("tidemark.report")
+report_log.setLevel(logging.INFO)
 
 DOC = __doc__
 
@@ -132,6 +136,16 @@ def backfill_dag(settings: Settings, dataset: Dataset | None = None, *, register
         def insert_batch(batch: BatchPayload, plan: PlanPayload) -> BatchResultPayload:
             run, b = tasks.this_batch(plan, batch)
             connect = hooks.connection_factory()  # one Airflow connection lookup for the check and the load
+            try:
+                return load(connect, run, b)
+            except (AirflowRescheduleException, AirflowSkipException, TaskDeferred):
+                raise  # waits and skips, not failures
+            except Exception as exc:
+                # The error's first line for the run's Tidemark tab while the run goes on (best effort; never a row).
+                runs.note_failure(connect, run.run_id, b.index, get_current_context()["ti"].try_number, exc)
+                raise
+
+        def load(connect: Any, run: RunPlan, b: Any) -> BatchResultPayload:
             reason = progressive.wait_reason(
                 connect,
                 run,
@@ -168,7 +182,7 @@ def backfill_dag(settings: Settings, dataset: Dataset | None = None, *, register
                 raise AirflowFailException(str(exc)) from None
             if report is None:  # a dry run: its report is its plan
                 return run.to_payload()
-            log.info("\n%s", format_report(report))
+            report_log.info("\n%s", format_report(report))
             return report
 
         planned: Any = plan()

@@ -196,7 +196,7 @@ def finalize(
                 "clear finalize to retry (the load is verified and compressed; refreshing is idempotent)"
             ) from None
         report = build_report(conn, ds, run, results, reloaded=reloaded, left_for_live=left_for_live,
-                              refreshed=refreshed)
+                              refreshed=refreshed, source_checked=sorted(check.source_counted) if check.entries else None)
         runs.finish(conn, run.run_id, "succeeded", report)
     return report
 

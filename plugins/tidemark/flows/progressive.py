@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import psycopg
+
 from tidemark import faults
 from tidemark.connection import ConnectionFactory, one
 from tidemark.declare import catalog
-from tidemark.flows import watermark
+from tidemark.flows import report, watermark
 from tidemark.flows.watermark import Watermark
 from tidemark.model.batch import Batch
 from tidemark.model.dataset import Dataset
@@ -116,19 +118,29 @@ def compress_completed(connect: ConnectionFactory, plan: RunPlan, ds: Dataset, b
         with connect() as conn:
             if ds.direct_compress:
                 compressor.log_direct(conn, ds, b.start, b.end, plan.run_id)
-            if _all_direct(plan, ds) and not plan.recompress_unordered:
-                return 0
             wm = watermark.read(conn, plan)
-            if b.start >= wm.time:  # a gap before this batch: it completed nothing
-                return 0
-            lower = max(plan.start, b.start - max(t.chunk_interval for t in ds.tables))
-            done = compressor.compress_behind(
-                conn, ds, lower, wm.time, run_id=plan.run_id, recompress_unordered=plan.recompress_unordered, attempts=1,
-            )
+            done = []
+            if (not _all_direct(plan, ds) or plan.recompress_unordered) and b.start < wm.time:  # else: nothing completed
+                lower = max(plan.start, b.start - max(t.chunk_interval for t in ds.tables))
+                done = compressor.compress_behind(
+                    conn, ds, lower, wm.time, run_id=plan.run_id, recompress_unordered=plan.recompress_unordered,
+                    attempts=1,
+                )
+            _observe(conn, plan, ds, wm)
             return sum(1 for r in done if r.ok and r.action != "unchanged")
     except Exception as exc:  # noqa: BLE001 - the batch is committed; the sensor compresses what is left
         log.warning("batch %d: compressing behind the watermark failed (%s); the sensor will retry", b.index, exc)
         return 0
+
+
+def _observe(conn: psycopg.Connection, plan: RunPlan, ds: Dataset, wm: Watermark) -> None:
+    """The batch's observation for the run's plot: rows, bytes stored and the backlog as its commit left them."""
+    chunks, size = compressor.backlog(conn, ds, plan.start, plan.end)
+    progress.record_poke(
+        conn, plan.run_id, watermark_batches=wm.completed, watermark_time=wm.time, backlog_chunks=chunks,
+        backlog_bytes=size, remaining_chunks=chunks, remaining_bytes=size,
+        stored_bytes=report.stored_bytes(conn, ds, plan.start, plan.end), batch=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -174,6 +186,7 @@ def poke(connect: ConnectionFactory, plan: RunPlan | Mapping[str, Any], states: 
         progress.record_poke(
             conn, run.run_id, watermark_batches=wm.completed, watermark_time=wm.time, backlog_chunks=peak_chunks,
             backlog_bytes=peak_bytes, remaining_chunks=backlog_chunks, remaining_bytes=backlog_bytes,
+            stored_bytes=report.stored_bytes(conn, ds, run.start, run.end),
         )
         total = one(conn.execute(
             "SELECT count(*) FROM tidemark.compression_log WHERE run_id = %s AND phase = 'progressive'", (run.run_id,)

@@ -104,6 +104,12 @@ class ReportBatches(TypedDict):
     reloaded_after_verification: int
 
 
+class ReportAfterwards(TypedDict):
+    during_load: int
+    after_last_batch: int
+    final_pass: int
+
+
 class ReportChunks(TypedDict):
     in_window: int
     compressed: int
@@ -111,6 +117,9 @@ class ReportChunks(TypedDict):
     compressed_by_sensor_after_last_batch: int
     compressed_in_final_pass: int
     left_for_live_ingestion: list[str]
+    written_compressed: NotRequired[int]  # by direct COPY
+    compressed_afterwards: NotRequired[int]  # by compress_chunk
+    afterwards: NotRequired[ReportAfterwards]
 
 
 class ReportBytes(TypedDict):
@@ -118,11 +127,23 @@ class ReportBytes(TypedDict):
     after_compression: int
     ratio: float | None
     written_compressed: NotRequired[int]  # chunks direct COPY wrote compressed: their size (no "before")
+    stored: NotRequired[int]  # every mode: the window's chunks on disk
+    uncompressed: NotRequired[int]  # what they stand for: TimescaleDB's before_compression + measured
+    uncompressed_from_timescaledb: NotRequired[int]
+    uncompressed_measured: NotRequired[int]
+    probe_rows: NotRequired[int]
+    storage_ratio: NotRequired[float | None]
 
 
 class ReportBacklog(TypedDict):
     chunks: int
     bytes: int
+
+
+class ReportVerified(TypedDict):
+    ledger: bool
+    source_counts: list[str]  # tables whose source counted its rows
+    not_counted_by_source: list[str]
 
 
 class Report(TypedDict):
@@ -146,3 +167,5 @@ class Report(TypedDict):
     retention: list[RetentionInfo]
     continuous_aggregates_refreshed: list[RefreshedAggregate]
     verified: bool
+    verified_against: NotRequired[ReportVerified]
+    this_attempt_loaded_nothing: NotRequired[bool]

@@ -17,6 +17,7 @@ the run's row: ON DELETE CASCADE).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -31,7 +32,10 @@ HISTORY_KEEP = timedelta(days=14)
 # starts from), the peak backlog and the heartbeat that keeps its claim alive; the history gets the poke,
 # thinned when full, and old runs' history is pruned. Data-modifying CTEs share one snapshot, so the
 # deletes never see (or remove) the new row.
-_UPDATE_RUN = """UPDATE tidemark.runs SET watermark_batches = %(wm)s, watermark_time = %(wm_time)s,
+# A batch's observation (``batch``) may race a newer one: the watermark it saw never lowers the run's.
+_UPDATE_RUN = """UPDATE tidemark.runs SET
+        watermark_batches = CASE WHEN %(batch)s THEN greatest(watermark_batches, %(wm)s) ELSE %(wm)s END,
+        watermark_time = CASE WHEN %(batch)s AND watermark_time > %(wm_time)s THEN watermark_time ELSE %(wm_time)s END,
         peak_backlog_chunks = greatest(peak_backlog_chunks, %(chunks)s),
         peak_backlog_bytes = greatest(peak_backlog_bytes, %(bytes)s), updated_at = clock_timestamp()
     WHERE run_id = %(run)s"""
@@ -46,8 +50,9 @@ old AS (
     DELETE FROM tidemark.poke_history h USING tidemark.runs r
     WHERE h.run_id = r.run_id AND r.finished_at < clock_timestamp() - %(keep)s::interval)
 INSERT INTO tidemark.poke_history (run_id, watermark_batches, watermark_time, backlog_chunks, backlog_bytes,
-                                   remaining_chunks, remaining_bytes, rows_loaded)
-SELECT r.run_id, %(wm)s, %(wm_time)s, %(chunks)s, %(bytes)s, %(left_chunks)s, %(left_bytes)s,
+                                   remaining_chunks, remaining_bytes, stored_bytes, source, rows_loaded)
+SELECT r.run_id, %(wm)s, %(wm_time)s, %(chunks)s, %(bytes)s, %(left_chunks)s, %(left_bytes)s, %(stored)s,
+       CASE WHEN %(batch)s THEN 'batch' ELSE 'poke' END,
        coalesce((SELECT sum(c.value::bigint) FROM tidemark.batch_ledger b, jsonb_each_text(b.row_counts) c
                  WHERE b.dataset = r.dataset AND b.run_id = r.run_id
                    AND b.window_start >= r.window_start AND b.window_start < r.window_end), 0)
@@ -66,9 +71,15 @@ def record_poke(
     backlog_bytes: int,
     remaining_chunks: int,
     remaining_bytes: int,
+    stored_bytes: int | None = None,
+    batch: bool = False,
     cap: int = HISTORY_CAP,
 ) -> None:
     """The sensor's observation of one poke: the run's progress and the UI's backlog plot, one short statement.
+
+    ``batch``: the observation of a batch that just committed (rows and bytes
+    stored over time, where direct COPY leaves no backlog to plot and the
+    sensor may poke only once or twice); it never lowers the run's watermark.
 
     Two observations in the same clock tick (the embedded engine's clock has
     millisecond resolution) keep the first in the history. The progress is
@@ -78,10 +89,11 @@ def record_poke(
     values = {
         "run": run_id, "cap": cap, "keep": HISTORY_KEEP, "wm": watermark_batches, "wm_time": watermark_time,
         "chunks": backlog_chunks, "bytes": backlog_bytes, "left_chunks": remaining_chunks, "left_bytes": remaining_bytes,
+        "stored": stored_bytes, "batch": batch,
     }
     try:
         conn.execute(_RECORD_POKE, values)
-    except psycopg.errors.UndefinedTable:
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
         if not conn.autocommit:
             conn.rollback()
         conn.execute(_UPDATE_RUN, values)
@@ -94,40 +106,78 @@ class TaskInfo:
     index: int
     state: str | None
     label: str | None = None
+    try_number: int = 0
+
+
+@dataclass(frozen=True)
+class WindowInfo:
+    """One window of the run's range, from its plan: a batch (``index``) or a window skipped as already loaded."""
+
+    start: datetime
+    end: datetime
+    label: str
+    index: int | None = None
 
 
 FAILED_STATES = frozenset({"failed", "upstream_failed", "removed"})
+# Airflow task states -> the strip's cell status (anything else - none yet, scheduled, queued, up_for_reschedule,
+# deferred, restarting - is "waiting").
+CELL_STATUS = {"success": "loaded", "running": "running", "up_for_retry": "retrying", "failed": "failed",
+               "upstream_failed": "failed", "skipped": "skipped"}
 
+# Every figure of the run's current attempt (a rerun under the same run id starts a new one: state.runs.claim).
 _RUN_TEMPLATE = """
 SELECT r.run_id, r.dataset, r.kind, r.window_start, r.window_end, r.state, r.planned_batches,
        r.watermark_batches, r.watermark_time, r.peak_backlog_chunks, r.peak_backlog_bytes,
        r.started_at, r.updated_at, r.finished_at, r.report, clock_timestamp(),
-       l.batches, l.rows, l.last_commit, l.beyond,
+       l.batches, l.rows, l.last_commit, l.beyond, l.windows, t.per_table,
        c.compressed, c.progressive, c.bytes_before, c.bytes_after,
-       h.history
+       h.history, {attempt}, f.failures, a.attempts
 FROM tidemark.runs r
 LEFT JOIN LATERAL (
     SELECT count(*) AS batches, coalesce(sum(rc.n), 0) AS rows, max(b.committed_at) AS last_commit,
-           count(*) FILTER (WHERE b.window_start >= coalesce(r.watermark_time, r.window_start)) AS beyond
+           count(*) FILTER (WHERE b.window_start >= coalesce(r.watermark_time, r.window_start)) AS beyond,
+           json_agg(json_build_array(extract(epoch FROM b.window_start), rc.n)) AS windows
     FROM tidemark.batch_ledger b
     CROSS JOIN LATERAL (SELECT sum(value::bigint) AS n FROM jsonb_each_text(b.row_counts)) rc
-    WHERE b.dataset = r.dataset AND b.run_id = r.run_id
+    WHERE b.dataset = r.dataset AND b.run_id = r.run_id AND b.committed_at >= r.started_at
       AND b.window_start >= r.window_start AND b.window_start < r.window_end) l ON true
+LEFT JOIN LATERAL (
+    SELECT json_object_agg(k, n) AS per_table FROM (
+        SELECT c.key AS k, sum(c.value::bigint) AS n
+        FROM tidemark.batch_ledger b CROSS JOIN LATERAL jsonb_each_text(b.row_counts) c
+        WHERE b.dataset = r.dataset AND b.run_id = r.run_id AND b.committed_at >= r.started_at
+          AND b.window_start >= r.window_start AND b.window_start < r.window_end
+        GROUP BY c.key) x) t ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS compressed, count(*) FILTER (WHERE phase = 'progressive') AS progressive,
            coalesce(sum(bytes_before), 0) AS bytes_before, coalesce(sum(bytes_after), 0) AS bytes_after
-    FROM tidemark.compression_log WHERE run_id = r.run_id) c ON true
+    FROM tidemark.compression_log WHERE run_id = r.run_id AND compressed_at >= r.started_at) c ON true
 {history}
 WHERE r.run_id = %s
 """
 _HISTORY = """LEFT JOIN LATERAL (
     SELECT json_agg(json_build_array(extract(epoch FROM p.at), p.watermark_batches, extract(epoch FROM p.watermark_time),
                                      p.backlog_chunks, p.backlog_bytes, p.remaining_chunks, p.remaining_bytes,
-                                     p.rows_loaded) ORDER BY p.at) AS history
-    FROM tidemark.poke_history p WHERE p.run_id = r.run_id) h ON true"""
-_NO_HISTORY = "CROSS JOIN (SELECT NULL::json AS history) h"
-_RUN = _RUN_TEMPLATE.replace("{history}", _HISTORY)
-_RUN_WITHOUT_HISTORY = _RUN_TEMPLATE.replace("{history}", _NO_HISTORY)
+                                     p.rows_loaded, p.stored_bytes, p.source) ORDER BY p.at) AS history
+    FROM tidemark.poke_history p WHERE p.run_id = r.run_id) h ON true
+LEFT JOIN LATERAL (
+    SELECT json_agg(json_build_array(x.batch_index, x.try_number, x.error, extract(epoch FROM x.failed_at))
+                    ORDER BY x.batch_index, x.try_number) AS failures
+    FROM tidemark.batch_failures x WHERE x.run_id = r.run_id AND x.attempt = r.attempt) f ON true
+LEFT JOIN LATERAL (
+    SELECT json_agg(json_build_object(
+               'attempt', y.attempt, 'state', y.state, 'started_at', y.started_at, 'finished_at', y.finished_at,
+               'planned_batches', y.planned_batches, 'batches_loaded', y.report -> 'batches' -> 'loaded',
+               'rows_loaded', y.report -> 'rows_loaded_total', 'stored_bytes', y.report -> 'bytes' -> 'stored',
+               'ratio', coalesce(y.report -> 'bytes' -> 'storage_ratio', y.report -> 'bytes' -> 'ratio'),
+               'report', y.report) ORDER BY y.attempt DESC) AS attempts
+    FROM tidemark.runs_history y WHERE y.run_id = r.run_id) a ON true"""
+# Bookkeeping from before the history, attempts and failures (the next run's plan creates them): no plot, one attempt.
+_NO_HISTORY = "CROSS JOIN (SELECT NULL::json AS history, NULL::json AS failures, NULL::json AS attempts) h"
+_RUN = _RUN_TEMPLATE.replace("{history}", _HISTORY).replace("{attempt}", "r.attempt")
+_RUN_WITHOUT_HISTORY = (_RUN_TEMPLATE.replace("{history}", _NO_HISTORY).replace("{attempt}", "1")
+                        .replace("f.failures, a.attempts", "h.failures, h.attempts"))
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -136,27 +186,78 @@ def _iso(t: datetime | None) -> str | None:
 
 def _history(raw: Sequence[Sequence[Any]] | None) -> list[dict[str, Any]]:
     out = []
-    for at, wm, wm_time, chunks, size, left_chunks, left_bytes, rows in raw or []:
+    for at, wm, wm_time, chunks, size, left_chunks, left_bytes, rows, *more in raw or []:
+        stored, source = (more + [None, None])[:2]
         out.append({
             "at": float(at), "watermark_batches": int(wm), "watermark_time": float(wm_time) if wm_time is not None else None,
             "backlog_chunks": int(chunks), "backlog_bytes": int(size), "remaining_chunks": int(left_chunks),
             "remaining_bytes": int(left_bytes), "rows_loaded": int(rows),
+            "stored_bytes": int(stored) if stored is not None else None, "source": source or "poke",
         })
     return out
 
 
-def resume_instruction(kind: str) -> str:
+def resume_instruction(kind: str, run_key: str | None = None, conf: Mapping[str, Any] | None = None,
+                       failed: Sequence[int] = ()) -> str:
+    """How to finish the run, with its own DAG id, run id, failed batches and params where they are known."""
+    dag_id, _, dag_run_id = (run_key or "").partition("/")
+    which = f" (batches {', '.join(str(i) for i in failed)})" if failed else ""
+    this_run = f"run {dag_run_id!r} of {dag_id}" if dag_run_id else "this run"
+    clear = (f"clear the failed task instances of {this_run}{which} - Grid: select them > Clear"
+             + (f", or POST /api/v2/dags/{dag_id}/clearTaskInstances with "
+                f'{{"dag_run_id": "{dag_run_id}", "only_failed": true, "reset_dag_runs": true, "dry_run": false}}'
+                if dag_run_id else ", or REST clearTaskInstances with dag_run_id and only_failed=true"))
+    again = (f"airflow dags trigger {dag_id} -c '{json.dumps(dict(conf), sort_keys=True)}'"
+             if dag_run_id and conf is not None else "a new run with the same params")
     if kind == "catchup":
         return (
-            "Nothing was published: the hypertables and the cursor are untouched. Resume: clear the failed task "
-            "instances of this run (Grid: select them > Clear; only they reload, then publish runs), or trigger a new "
-            "catchup with the same params (staged batches are reused)."
+            f"Nothing was published: the hypertables and the cursor are untouched. Resume: {clear} (only they reload, "
+            f"then publish runs), or trigger {again} (staged batches are reused)."
         )
     return (
-        "Chunks from the first failed window on stay uncompressed. Resume: clear the failed task instances of this "
-        "run (Grid: select them > Clear, or REST clearTaskInstances with dag_run_id and only_failed=true), or trigger "
-        "a new run with the same params - loaded windows are skipped."
+        f"Chunks from the first failed window on stay uncompressed. Resume: {clear}; or trigger {again} - loaded "
+        "windows are skipped."
     )
+
+
+def _strip(
+    tasks: Sequence[TaskInfo], windows: Sequence[WindowInfo], ledger_rows: Mapping[float, int],
+    failures: Sequence[Sequence[Any]] | None,
+) -> list[dict[str, Any]]:
+    """One cell per window of the range, in time order: loaded, running, waiting, retrying, failed, or skipped as loaded.
+
+    A failed or retrying batch carries its latest try's error line; a batch
+    loaded after failed tries carries the last of their errors as ``earlier_error``.
+    """
+    errors: dict[int, tuple[int, str]] = {}
+    for index, try_number, error, _at in failures or []:
+        errors[int(index)] = (int(try_number), str(error))  # ordered by try: the last one stays
+    by_index = {t.index: t for t in tasks}
+    if not windows:  # no plan at hand: the task instances alone
+        windows = [WindowInfo(datetime.min, datetime.min, t.label or f"batch {t.index}", t.index)
+                   for t in sorted(tasks, key=lambda t: t.index)]
+    cells = []
+    for w in windows:
+        if w.index is None:
+            cells.append({"index": None, "window": w.label, "status": "skipped", "note": "already loaded before this run"})
+            continue
+        ti = by_index.get(w.index)
+        if ti is not None and ti.state == "removed":
+            continue
+        status = CELL_STATUS.get(ti.state or "", "waiting") if ti else "waiting"
+        rows = ledger_rows.get(w.start.timestamp()) if w.start != datetime.min else None
+        if status == "waiting" and rows is not None:
+            status = "loaded"  # committed; Airflow has not marked the task yet
+        cell: dict[str, Any] = {"index": w.index, "window": w.label, "status": status,
+                                "try_number": ti.try_number if ti else 0, "rows": rows}
+        if w.index in errors:
+            tried, error = errors[w.index]
+            if status in ("failed", "retrying"):
+                cell["error"], cell["error_try"] = error, tried
+            else:
+                cell["earlier_error"], cell["error_try"] = error, tried
+        cells.append(cell)
+    return cells
 
 
 def run_view(
@@ -165,24 +266,28 @@ def run_view(
     tasks: Sequence[TaskInfo] = (),
     *,
     staging: str | None = None,
+    windows: Sequence[WindowInfo] = (),
+    conf: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Everything the run's Tidemark tab shows, or None if Tidemark has no record of the run.
 
     ``tasks`` are the run's mapped batch task instances (states from Airflow);
-    ``staging`` is a catchup's staging schema (from its plan summary).
+    ``windows`` the plan's windows (batches and skipped ones); ``conf`` the
+    run's params (for the resume instruction); ``staging`` is a catchup's
+    staging schema (from its plan summary).
     """
     try:
         row = conn.execute(_RUN, (run_key,)).fetchone()
-    except psycopg.errors.UndefinedTable:
-        try:  # bookkeeping from before the history table (created by the next run's plan)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+        try:  # bookkeeping from before the history table or its columns (created by the next run's plan)
             row = conn.execute(_RUN_WITHOUT_HISTORY, (run_key,)).fetchone()
         except psycopg.errors.UndefinedTable:  # no Tidemark run has ever planned on this database
             return None
     if row is None:
         return None
     (run_id, dataset, kind, w_start, w_end, state, planned, wm_batches, wm_time, peak_chunks, peak_bytes,
-     started_at, updated_at, finished_at, report, now, loaded, rows, last_commit, beyond,
-     compressed, progressive, bytes_before, bytes_after, history) = row
+     started_at, updated_at, finished_at, report, now, loaded, rows, last_commit, beyond, ledger_windows, per_table,
+     compressed, progressive, bytes_before, bytes_after, history, attempt, failures, attempts) = row
     loaded = int(loaded)
     rows = int(rows)
     planned = int(planned)
@@ -194,23 +299,32 @@ def run_view(
     eta = None
     if state == "running" and 0 < loaded < planned and elapsed > 0:
         eta = elapsed / loaded * (planned - loaded)
+    strip = _strip(tasks, windows, {float(at): int(n) for at, n in ledger_windows or []}, failures)
+    states = {t.index: t for t in tasks}
     failed = [
-        {"index": t.index, "state": t.state, "window": t.label or f"batch {t.index}"}
-        for t in sorted(tasks, key=lambda t: t.index) if t.state in FAILED_STATES
+        {"index": c["index"], "state": states[c["index"]].state, "window": c["window"], "error": c.get("error"),
+         "try_number": c.get("error_try") or states[c["index"]].try_number}
+        for c in strip if c["index"] in states and states[c["index"]].state in FAILED_STATES
     ]
+    points = _history(history)
     view: dict[str, Any] = {
         "run_id": run_id,
         "dataset": dataset,
         "kind": kind,
+        "attempt": int(attempt),
+        "earlier_attempts": attempts or [],
         "window": {"start": _iso(w_start), "end": _iso(w_end)},
         "state": state,
         "planned_batches": planned,
         "loaded_batches": loaded,
         "watermark": {"batches": int(wm_batches), "time": _iso(wm_time)},
         "loaded_beyond_watermark": int(beyond) if kind == "backfill" else 0,
+        "strip": strip,
         "failed_batches": failed,
-        "resume": resume_instruction(kind) if failed or state == "failed" else None,
+        "resume": resume_instruction(kind, run_id, conf, [f["index"] for f in failed])
+        if failed or state == "failed" else None,
         "rows_loaded": rows,
+        "rows_by_table": {str(k): int(v) for k, v in (per_table or {}).items()},
         "rows_per_second": round(rate) if rate else None,
         "elapsed_seconds": round(elapsed, 1),
         "eta_seconds": round(eta, 1) if eta is not None else None,
@@ -219,7 +333,10 @@ def run_view(
             "bytes_before": int(bytes_before), "bytes_after": int(bytes_after),
         },
         "peak_backlog": {"chunks": int(peak_chunks), "bytes": int(peak_bytes)},
-        "history": _history(history),
+        "history": points,
+        # The window's chunks on disk at the latest observation (a poke's or a batch commit's); the report has the final
+        # figures with the uncompressed size they stand for.
+        "stored_bytes": next((h["stored_bytes"] for h in reversed(points) if h["stored_bytes"] is not None), None),
         "started_at": _iso(started_at),
         "updated_at": _iso(updated_at),
         "finished_at": _iso(finished_at),
@@ -280,39 +397,3 @@ def live_view(
         "over_threshold": lag is not None and lag >= threshold.total_seconds(),
         "decision": dict(decision) if decision else None,
     }
-
-
-_RECENT = """
-SELECT r.run_id, r.dataset, r.kind, r.window_start, r.window_end, r.state, r.planned_batches, r.watermark_batches,
-       r.started_at, r.finished_at, r.report -> 'bytes' ->> 'ratio',
-       (SELECT count(*) FROM tidemark.batch_ledger b WHERE b.dataset = r.dataset AND b.run_id = r.run_id
-          AND b.window_start >= r.window_start AND b.window_start < r.window_end)
-FROM tidemark.runs r ORDER BY r.started_at DESC LIMIT %s
-"""
-
-
-def recent_runs(conn: psycopg.Connection, limit: int = 50) -> list[dict[str, Any]]:
-    """The nav page's list: every dataset's latest runs, newest first."""
-    try:
-        found = conn.execute(_RECENT, (limit,)).fetchall()
-    except psycopg.errors.UndefinedTable:  # no Tidemark run has ever planned on this database
-        return []
-    out = []
-    for (run_id, dataset, kind, w_start, w_end, state, planned, wm, started, finished, ratio, loaded) in found:
-        dag_id, _, dag_run_id = run_id.partition("/")
-        out.append({
-            "run_id": run_id,
-            "dag_id": dag_id if dag_run_id else None,
-            "dag_run_id": dag_run_id or None,
-            "dataset": dataset,
-            "kind": kind,
-            "window": {"start": _iso(w_start), "end": _iso(w_end)},
-            "state": state,
-            "planned_batches": int(planned),
-            "loaded_batches": int(loaded),
-            "watermark_batches": int(wm),
-            "ratio": float(ratio) if ratio is not None else None,
-            "started_at": _iso(started),
-            "finished_at": _iso(finished),
-        })
-    return out

@@ -52,6 +52,37 @@ _DDL = [
         updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
         finished_at timestamptz,
         report jsonb)""",
+    # A rerun under the same run id (a cleared run, `airflow backfill create --reprocess-behavior ...`) is a new
+    # attempt: tidemark.runs holds the latest, runs_history every earlier one, its report included (state.runs.claim).
+    "ALTER TABLE tidemark.runs ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 1",
+    """CREATE TABLE IF NOT EXISTS tidemark.runs_history (
+        run_id text NOT NULL,
+        attempt integer NOT NULL,
+        dataset text NOT NULL,
+        kind text NOT NULL,
+        window_start timestamptz NOT NULL,
+        window_end timestamptz NOT NULL,
+        state text NOT NULL,
+        planned_batches integer NOT NULL,
+        watermark_batches integer NOT NULL,
+        peak_backlog_chunks integer NOT NULL,
+        peak_backlog_bytes bigint NOT NULL,
+        started_at timestamptz NOT NULL,
+        finished_at timestamptz,
+        report jsonb,
+        archived_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (run_id, attempt))""",
+    "CREATE INDEX IF NOT EXISTS runs_history_started_at ON tidemark.runs_history (started_at)",
+    # The first line of a batch task's error, per try (state.runs.record_failure): the run's tab shows it while the run
+    # goes on. Never a row or a secret: one line, cut, URIs and passwords masked, connection errors by type only.
+    """CREATE TABLE IF NOT EXISTS tidemark.batch_failures (
+        run_id text NOT NULL,
+        attempt integer NOT NULL,
+        batch_index integer NOT NULL,
+        try_number integer NOT NULL,
+        error text NOT NULL,
+        failed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        PRIMARY KEY (run_id, attempt, batch_index, try_number))""",
     # Which dataset may write each hypertable (tidemark.state.owners): claimed by the first run to plan it,
     # checked in every writing transaction, so two datasets declaring one table cannot delete each other's rows.
     """CREATE TABLE IF NOT EXISTS tidemark.hypertable_owners (
@@ -90,6 +121,9 @@ _DDL = [
         remaining_bytes bigint NOT NULL,
         rows_loaded bigint NOT NULL,
         PRIMARY KEY (run_id, at))""",
+    # Bytes the window's chunks took at the observation, and whether a poke or a batch's commit made it.
+    "ALTER TABLE tidemark.poke_history ADD COLUMN IF NOT EXISTS stored_bytes bigint",
+    "ALTER TABLE tidemark.poke_history ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'poke'",
     # Compression policy jobs Tidemark switched off for a load, to switch back on.
     """CREATE TABLE IF NOT EXISTS tidemark.paused_policies (
         job_id integer PRIMARY KEY,

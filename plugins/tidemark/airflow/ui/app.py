@@ -24,7 +24,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from tidemark.airflow import names
-from tidemark.state import progress
+from tidemark.state import history, progress
 from tidemark.connection import DatabaseUnreachable
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -88,6 +88,22 @@ def refused_declarations(dags_folder: Path) -> list[str]:
     if len(messages) > MAX_REFUSED:
         messages = [*messages[:MAX_REFUSED], f"… and {len(messages) - MAX_REFUSED} more (the DAG import error lists all)"]
     return messages
+
+
+def plan_windows(plan: Any) -> list[progress.WindowInfo]:
+    """The plan's windows in time order (its batches and the windows it skipped as loaded), for the status strip."""
+    from tidemark.model.batch import Batch
+    from tidemark.model.run_plan import RunPlan
+
+    if not isinstance(plan, dict):
+        return []
+    try:
+        run = RunPlan.of(plan)
+    except Exception:  # noqa: BLE001 - a plan from another version: the strip falls back to the task instances
+        return []
+    cells = [progress.WindowInfo(b.start, b.end, b.label, b.index) for b in run.batches]
+    cells += [progress.WindowInfo(s, e, Batch(0, s, e).label) for s, e in run.skipped]
+    return sorted(cells, key=lambda w: w.start)
 
 
 def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastAPI:
@@ -155,8 +171,12 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
         return page(name)
 
     @app.get("/api/runs", dependencies=[read_runs])
-    def recent(user: GetUserDep, limit: int = 50) -> JSONResponse:
-        rows, ms = query(lambda conn: progress.recent_runs(conn, max(1, min(limit, 200))))
+    def recent(user: GetUserDep, limit: int = 50, dataset: str | None = None, state: str | None = None) -> JSONResponse:
+        def read(conn: psycopg.Connection) -> tuple[list[dict[str, Any]], list[str]]:
+            found = history.recent_runs(conn, max(1, min(limit, 200)), dataset=dataset, state=state)
+            return found, history.datasets_with_runs(conn)
+
+        (rows, datasets), ms = query(read)
         manager = get_auth_manager()
         allowed = {
             dag_id for dag_id in {r["dag_id"] for r in rows if r["dag_id"]}
@@ -164,7 +184,8 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
                                          details=DagDetails(id=dag_id), user=user)
         }
         rows = [r for r in rows if r["dag_id"] in allowed]
-        return JSONResponse({"runs": rows, "db_ms": round(ms, 2)})
+        return JSONResponse({"runs": rows, "datasets": datasets, "filter": {"dataset": dataset, "state": state},
+                             "db_ms": round(ms, 2)})
 
     @app.get("/api/declarations", dependencies=[read_runs])
     def declarations() -> JSONResponse:
@@ -185,27 +206,29 @@ def create_app(factory: Callable[[], psycopg.Connection] | None = None) -> FastA
             raise HTTPException(404, f"{dag_id} is not a Tidemark DAG")
         if kind == "live":
             return JSONResponse({**base, **live(dag_id, run_id, dict(dag_run.conf or {}), session)})
-        ti_columns: list[Any] = [TaskInstance.map_index, TaskInstance.state, TaskInstance.rendered_map_index]
+        ti_columns: list[Any] = [TaskInstance.map_index, TaskInstance.state, TaskInstance.rendered_map_index,
+                                 TaskInstance.try_number]
         tasks = [
-            progress.TaskInfo(int(i), str(getattr(s, "value", s)) if s is not None else None, label)
-            for i, s, label in session.execute(
+            progress.TaskInfo(int(i), str(getattr(s, "value", s)) if s is not None else None, label, int(tries or 0))
+            for i, s, label, tries in session.execute(
                 select(*ti_columns).where(
                     TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id,
                     TaskInstance.task_id == names.BATCH_TASK[kind], TaskInstance.map_index >= 0,
                 )
             ).all()
         ]
-        staging = None
-        if kind == "catchup":
-            plan = xcom(session, dag_id, run_id, names.PLAN, names.PLAN_KEY)
-            staging = plan.get("staging") if isinstance(plan, dict) else None
-        view, ms = query(lambda conn: progress.run_view(conn, f"{dag_id}/{run_id}", tasks, staging=staging))
+        plan = xcom(session, dag_id, run_id, names.PLAN, names.PLAN_KEY)
+        staging = plan.get("staging") if kind == "catchup" and isinstance(plan, dict) else None
+        windows = plan_windows(plan)
+        conf = dict(dag_run.conf or {})
+        view, ms = query(lambda conn: progress.run_view(conn, f"{dag_id}/{run_id}", tasks, staging=staging,
+                                                        windows=windows, conf=conf))
         if view is None:
             # Queued, or planning has not claimed the window yet: nothing recorded, but not an error.
             if airflow_state in RUNNING_STATES:
                 return JSONResponse({**base, "kind": None, "pending": True, "db_ms": round(ms, 2)})
             raise HTTPException(404, f"Tidemark has no record of run {dag_id}/{run_id}")
-        return JSONResponse({**base, **view, "db_ms": round(ms, 2)})
+        return JSONResponse({**base, **view, "batch_task_id": names.BATCH_TASK[kind], "db_ms": round(ms, 2)})
 
     def live(dag_id: str, run_id: str, conf: dict[str, Any], session: Any) -> dict[str, Any]:
         from tidemark.model.timeparse import parse_instant, parse_interval

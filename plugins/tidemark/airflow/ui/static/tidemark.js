@@ -4,7 +4,12 @@ var Tidemark = (function () {
   var REFRESH_MS = 5000;
   var $ = function (id) { return document.getElementById(id); };
   var fmt = function (n) { return n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US"); };
-  var mib = function (b) { return (b / 1048576).toFixed(1) + " MiB"; };
+  function bytes(b) {
+    if (b === null || b === undefined) return "–";
+    var units = ["B", "KiB", "MiB", "GiB", "TiB"], i = 0, v = Number(b);
+    while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+    return i === 0 ? v + " B" : v.toFixed(1) + " " + units[i];
+  }
   var when = function (iso) { return iso ? iso.replace("T", " ").replace(/(\.\d+)?\+00:00$/, " UTC") : "–"; };
   function duration(s) {
     if (s === null || s === undefined) return "–";
@@ -37,20 +42,28 @@ var Tidemark = (function () {
   }
   function showError(msg) { var e = $("error"); e.textContent = msg; e.hidden = false; }
 
-  // ---- the plot: backlog (MiB, before and after each poke's compression) and watermark (batches) over time
+  // ---- the plot, over the run: bytes stored (left axis), the uncompressed backlog where there is one (left axis, a
+  // sawtooth: what a poke found, then what it left), rows loaded (scaled to the height, its value at the end) and the
+  // watermark in batches (right axis). Observations come from the sensor's pokes and from each batch's commit.
   function plot(target, history, planned, startedAt) {
     target.replaceChildren();
-    if (!history.length) { target.appendChild(el("div", { class: "muted" }, "No sensor poke recorded yet.")); return; }
-    var W = 760, H = 200, L = 60, R = 70, T = 10, B = 28, NS = "http://www.w3.org/2000/svg";
+    if (!history.length) { target.appendChild(el("div", { class: "muted" }, "Nothing observed yet: the first batch's commit or the sensor's first poke adds a point.")); return; }
+    var W = 760, H = 210, L = 70, R = 90, T = 12, B = 28, NS = "http://www.w3.org/2000/svg";
     var svg = document.createElementNS(NS, "svg");
     svg.setAttribute("viewBox", "0 0 " + W + " " + H); svg.setAttribute("width", "100%"); svg.setAttribute("id", "backlog-plot");
+    svg.setAttribute("role", "img");
     var started = startedAt ? Date.parse(startedAt) / 1000 : history[0].at;
     var t0 = Math.min(started, history[0].at), t1 = Math.max(history[history.length - 1].at, t0 + 1);
-    var maxB = Math.max.apply(null, history.map(function (p) { return p.backlog_bytes; }).concat([1]));
+    var stored = history.filter(function (p) { return p.stored_bytes !== null && p.stored_bytes !== undefined; });
+    var hasBacklog = history.some(function (p) { return p.backlog_bytes > 0; });
+    var maxB = Math.max.apply(null, history.map(function (p) { return p.backlog_bytes; })
+      .concat(stored.map(function (p) { return p.stored_bytes; })).concat([1]));
+    var maxRows = Math.max.apply(null, history.map(function (p) { return p.rows_loaded; }).concat([1]));
     var maxW = Math.max(planned, 1);
     var x = function (t) { return L + (t - t0) / (t1 - t0) * (W - L - R); };
     var yB = function (b) { return H - B - b / maxB * (H - T - B); };
     var yW = function (w) { return H - B - w / maxW * (H - T - B); };
+    var yR = function (r) { return H - B - r / maxRows * (H - T - B); };
     function add(tag, attrs, text) {
       var e = document.createElementNS(NS, tag);
       Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
@@ -60,25 +73,120 @@ var Tidemark = (function () {
     add("line", { x1: L, y1: H - B, x2: W - R, y2: H - B, class: "axis" });
     add("line", { x1: L, y1: T, x2: L, y2: H - B, class: "axis" });
     add("line", { x1: W - R, y1: T, x2: W - R, y2: H - B, class: "axis" });
-    add("text", { x: L - 6, y: T + 10, "text-anchor": "end" }, mib(maxB));
+    add("text", { x: L - 6, y: T + 10, "text-anchor": "end" }, bytes(maxB));
     add("text", { x: L - 6, y: H - B, "text-anchor": "end" }, "0");
     add("text", { x: W - R + 6, y: T + 10 }, maxW + " batches");
     add("text", { x: W - R + 6, y: H - B }, "0");
     add("text", { x: L, y: H - 8 }, "run start");
     add("text", { x: W - R, y: H - 8, "text-anchor": "end" }, duration(t1 - t0));
-    // Sawtooth: the backlog a poke found, then what it left after compressing.
-    var pts = [x(t0) + "," + yB(0)];
-    history.forEach(function (p) { pts.push(x(p.at) + "," + yB(p.backlog_bytes)); pts.push(x(p.at) + "," + yB(p.remaining_bytes)); });
-    add("polyline", { points: pts.join(" "), fill: "none", stroke: "var(--backlog)", "stroke-width": 2, id: "backlog-line" });
-    // The watermark is known at each poke and holds until the next: a step line.
+    if (hasBacklog) {
+      var pts = [x(t0) + "," + yB(0)];
+      history.forEach(function (p) { pts.push(x(p.at) + "," + yB(p.backlog_bytes)); pts.push(x(p.at) + "," + yB(p.remaining_bytes)); });
+      add("polyline", { points: pts.join(" "), fill: "none", stroke: "var(--backlog)", "stroke-width": 2, id: "backlog-line" });
+    }
+    if (stored.length) {
+      var spts = [x(t0) + "," + yB(0)];
+      stored.forEach(function (p) { spts.push(x(p.at) + "," + yB(p.stored_bytes)); });
+      add("polyline", { points: spts.join(" "), fill: "none", stroke: "var(--stored)", "stroke-width": 2, id: "stored-line" });
+    }
+    var rpts = [x(t0) + "," + yR(0)];
+    history.forEach(function (p) { rpts.push(x(p.at) + "," + yR(p.rows_loaded)); });
+    add("polyline", { points: rpts.join(" "), fill: "none", stroke: "var(--rows)", "stroke-width": 1.5, id: "rows-line" });
+    var last = history[history.length - 1];
+    add("text", { x: x(last.at) + 4, y: Math.max(yR(last.rows_loaded), T + 10), class: "rows-label" }, fmt(last.rows_loaded) + " rows");
+    // The watermark is known at each observation and holds until the next: a step line, never lowered.
     var wpts = [x(t0) + "," + yW(0)], prev = 0;
-    history.forEach(function (p) { wpts.push(x(p.at) + "," + yW(prev)); wpts.push(x(p.at) + "," + yW(p.watermark_batches)); prev = p.watermark_batches; });
+    history.forEach(function (p) { var w = Math.max(prev, p.watermark_batches); wpts.push(x(p.at) + "," + yW(prev)); wpts.push(x(p.at) + "," + yW(w)); prev = w; });
     add("polyline", { points: wpts.join(" "), fill: "none", stroke: "var(--wm)", "stroke-width": 2, "stroke-dasharray": "5 3", id: "watermark-line" });
     target.appendChild(svg);
-    var peak = history.reduce(function (a, p) { return p.backlog_bytes > a.backlog_bytes ? p : a; }, history[0]);
-    target.appendChild(el("div", { class: "legend muted" },
-      "— uncompressed backlog (left axis; peak " + peak.backlog_chunks + " chunks, " + mib(peak.backlog_bytes) +
-      ")   - - watermark in batches (right axis)   " + history.length + " pokes"));
+    var legend = el("div", { class: "legend muted", id: "plot-legend" });
+    function key(cls, text) { legend.appendChild(el("span", { class: "sw " + cls })); legend.appendChild(document.createTextNode(text)); }
+    if (stored.length) key("sw-stored", "bytes stored (left axis; now " + bytes(stored[stored.length - 1].stored_bytes) + ")");
+    if (hasBacklog) {
+      var peak = history.reduce(function (a, p) { return p.backlog_bytes > a.backlog_bytes ? p : a; }, history[0]);
+      key("sw-backlog", "uncompressed backlog (left axis; peak " + peak.backlog_chunks + " chunks, " + bytes(peak.backlog_bytes) + ")");
+    } else key("sw-backlog", "no uncompressed backlog: chunks are written compressed");
+    key("sw-rows", "rows loaded (to scale, " + fmt(last.rows_loaded) + " at the end)");
+    key("sw-watermark", "watermark in batches (right axis, dashed)");
+    legend.appendChild(document.createTextNode("  " + history.length + " observations (" +
+      history.filter(function (p) { return p.source === "batch"; }).length + " batch commits, " +
+      history.filter(function (p) { return p.source !== "batch"; }).length + " sensor pokes)"));
+    target.appendChild(legend);
+  }
+
+  // The task instance's page in Airflow's UI: its default tab is the log (of the try given).
+  function logHref(d, index, tryNumber) {
+    var base = location.pathname.replace(/\/tidemark\/run\/?$/, "");
+    return base + "/dags/" + encodeURIComponent(d.dag_id) + "/runs/" + encodeURIComponent(d.dag_run_id) + "/tasks/" +
+      encodeURIComponent(d.batch_task_id) + "/mapped/" + index + (tryNumber ? "?try_number=" + tryNumber : "");
+  }
+  function logLink(d, index, tryNumber, text) {
+    return el("a", { href: logHref(d, index, tryNumber), target: "_top", class: "log-link", "data-index": String(index) }, text);
+  }
+
+  // One cell per window of the range: loaded, running, waiting, retrying, failed, or skipped as already loaded.
+  var STATUS_TEXT = { loaded: "loaded", running: "running", waiting: "waiting", retrying: "failed, will retry",
+    failed: "failed", skipped: "skipped: already loaded" };
+  function renderStrip(d) {
+    var strip = $("strip"), cells = d.strip || [];
+    strip.replaceChildren();
+    var counts = {};
+    cells.forEach(function (c) {
+      counts[c.status] = (counts[c.status] || 0) + 1;
+      var title = (c.index === null ? "" : "batch " + c.index + ": ") + c.window + " - " + STATUS_TEXT[c.status] +
+        (c.rows !== null && c.rows !== undefined ? ", " + fmt(c.rows) + " rows" : "") +
+        (c.error ? "\n" + c.error : "") + (c.earlier_error ? "\nloaded after try " + c.error_try + " failed: " + c.earlier_error : "");
+      var attrs = { class: "cell cell-" + c.status, title: title, "data-status": c.status, role: "listitem" };
+      if (c.index !== null) attrs["data-index"] = String(c.index);
+      var cell = c.index !== null && c.status !== "waiting" ? el("a", Object.assign(attrs, { href: logHref(d, c.index, c.error_try || c.try_number), target: "_top" }))
+        : el("span", attrs);
+      cell.setAttribute("aria-label", title);
+      strip.appendChild(cell);
+    });
+    var keys = $("strip-legend");
+    keys.replaceChildren();
+    ["loaded", "running", "waiting", "retrying", "failed", "skipped"].forEach(function (k) {
+      if (!counts[k]) return;
+      keys.appendChild(el("span", { class: "sw cell-" + k }));
+      keys.appendChild(document.createTextNode(STATUS_TEXT[k] + " " + counts[k]));
+    });
+    var errors = $("strip-errors");
+    errors.replaceChildren();
+    cells.filter(function (c) { return c.error; }).forEach(function (c) {
+      var li = el("li", { class: "strip-error", "data-index": String(c.index) });
+      li.appendChild(el("strong", {}, "batch " + c.index + " (" + c.window + "), try " + c.error_try + ": "));
+      li.appendChild(el("span", { class: "error-line" }, c.error));
+      li.appendChild(document.createTextNode(" "));
+      li.appendChild(logLink(d, c.index, c.error_try, "log"));
+      errors.appendChild(li);
+    });
+    var tables = $("rows-by-table");
+    tables.replaceChildren();
+    Object.keys(d.rows_by_table || {}).sort().forEach(function (t) {
+      tables.appendChild(el("dt", {}, t));
+      tables.appendChild(el("dd", { "data-table": t, "data-value": String(d.rows_by_table[t]) }, fmt(d.rows_by_table[t]) + " rows"));
+    });
+    $("strip-section").hidden = !cells.length;
+  }
+
+  function renderAttempts(d) {
+    var box = $("attempts");
+    var earlier = d.earlier_attempts || [];
+    if (!earlier.length) { box.hidden = true; return; }
+    box.replaceChildren(el("h2", {}, "Attempt " + d.attempt + " of this run id; earlier attempts"));
+    var table = el("table", { id: "attempts-table" }), head = el("tr");
+    ["attempt", "state", "started", "finished", "batches loaded", "rows loaded", "stored", "ratio"].forEach(function (h) { head.appendChild(el("th", {}, h)); });
+    table.appendChild(el("thead")).appendChild(head);
+    var body = el("tbody");
+    earlier.forEach(function (a) {
+      var tr = el("tr", { "data-attempt": String(a.attempt) });
+      [a.attempt, a.state, when(a.started_at), when(a.finished_at), fmt(a.batches_loaded) + " / " + fmt(a.planned_batches),
+        fmt(a.rows_loaded), a.stored_bytes ? bytes(a.stored_bytes) : "–", a.ratio ? a.ratio + "×" : "–"].forEach(function (v) { tr.appendChild(el("td", {}, String(v))); });
+      body.appendChild(tr);
+    });
+    table.appendChild(body);
+    box.appendChild(table);
+    box.hidden = false;
   }
 
   function renderBackfillLike(d) {
@@ -108,21 +216,56 @@ var Tidemark = (function () {
         ["loaded beyond watermark", "beyond-watermark", fmt(d.loaded_beyond_watermark), d.loaded_beyond_watermark]);
       items.push(["chunks compressed so far", "chunks-compressed", fmt(d.compression.chunks_compressed) + " (" +
         fmt(d.compression.progressive) + " progressively)", d.compression.chunks_compressed]);
-      items.push(["peak uncompressed backlog", "peak-backlog", d.peak_backlog.chunks + " chunks (" + mib(d.peak_backlog.bytes) + ")", d.peak_backlog.chunks]);
+      items.push(["peak uncompressed backlog", "peak-backlog", d.peak_backlog.chunks + " chunks (" + bytes(d.peak_backlog.bytes) + ")", d.peak_backlog.chunks]);
+      items.push(["stored so far", "stored-now", bytes(d.stored_bytes), d.stored_bytes]);
     }
     numbers($("numbers"), items);
+    renderStrip(d);
     var failed = $("failed");
     if (d.failed_batches.length || d.resume) {
       failed.replaceChildren(el("strong", {}, d.failed_batches.length + " failed batch(es)"));
       var ul = el("ul", { id: "failed-list" });
-      d.failed_batches.forEach(function (f) { ul.appendChild(el("li", {}, "batch " + f.index + ": " + f.window + " (" + f.state + ")")); });
+      d.failed_batches.forEach(function (f) {
+        var li = el("li", { "data-index": String(f.index) });
+        li.appendChild(document.createTextNode("batch " + f.index + ": " + f.window + " (" + f.state + ") "));
+        li.appendChild(logLink(d, f.index, f.try_number, "log of try " + f.try_number));
+        if (f.error) li.appendChild(el("div", { class: "error-line" }, f.error));
+        ul.appendChild(li);
+      });
       failed.appendChild(ul);
       if (d.resume) failed.appendChild(el("div", { id: "resume" }, d.resume));
       failed.hidden = false;
     } else failed.hidden = true;
+    renderAttempts(d);
     $("progress-section").hidden = false;
     if (d.kind !== "catchup") { plot($("plot"), d.history, planned, d.started_at); $("plot-section").hidden = false; }
     renderExtra(d);
+  }
+
+  // What the window's chunks take and what they stand for, in every write mode (older reports: what they recorded).
+  function storageItems(r) {
+    var b = r.bytes, c = r.chunks;
+    if (b.stored === undefined) {
+      return [["bytes before / after", "report-bytes", bytes(b.before_compression) + " / " + bytes(b.after_compression)],
+        ["compression ratio", "report-ratio", b.ratio ? b.ratio + "×" : "–", b.ratio]];
+    }
+    var how = b.uncompressed_measured ? (b.uncompressed_from_timescaledb ? "TimescaleDB's figure + measured" : "measured: " +
+      fmt(b.probe_rows) + " rows COPYed into an uncompressed table, rolled back") : "TimescaleDB's before_compression_total_bytes";
+    return [
+      ["bytes stored", "report-stored", bytes(b.stored), b.stored],
+      ["uncompressed, they stand for", "report-uncompressed", bytes(b.uncompressed) + " (" + how + ")", b.uncompressed],
+      ["compression ratio", "report-ratio", b.storage_ratio ? b.storage_ratio + "×" : "–", b.storage_ratio],
+      ["chunks written compressed", "report-written-compressed", fmt(c.written_compressed) + " (direct COPY)", c.written_compressed],
+      ["chunks compressed afterwards", "report-compressed-afterwards", fmt(c.compressed_afterwards) + " (compress_chunk)", c.compressed_afterwards],
+    ];
+  }
+
+  function verifiedText(r) {
+    var v = r.verified_against;
+    if (!v) return "checked against the batch ledger";
+    if (!v.not_counted_by_source.length) return "checked against the batch ledger and the source's own count";
+    if (!v.source_counts.length) return "checked against the batch ledger; the source does not count rows";
+    return "checked against the batch ledger; the source counted " + v.source_counts.join(", ") + " only";
   }
 
   function renderExtra(d) {
@@ -139,16 +282,16 @@ var Tidemark = (function () {
     } else if (r && r.chunks) {
       title = "Report";
       items = [
-        ["rows in window (verified)", "report-rows", fmt(r.rows_in_window_total), r.rows_in_window_total],
-        ["speed", "report-speed", fmt(r.rows_per_second) + " rows/s over " + r.load_seconds + " s", r.rows_per_second],
+        ["rows in window", "report-rows", fmt(r.rows_in_window_total) + " (" + verifiedText(r) + ")", r.rows_in_window_total],
+        ["speed", "report-speed", r.rows_per_second && r.batches.loaded ? fmt(r.rows_per_second) + " rows/s over " + r.load_seconds + " s"
+          : "– (nothing loaded by this run: every window was already loaded)", r.rows_per_second],
         ["chunks compressed", "report-chunks", r.chunks.compressed + "/" + r.chunks.in_window, r.chunks.compressed],
         ["…progressively while loading", "report-progressive", fmt(r.chunks.compressed_during_load), r.chunks.compressed_during_load],
         ["…by the sensor after the last batch", "report-after", fmt(r.chunks.compressed_by_sensor_after_last_batch), r.chunks.compressed_by_sensor_after_last_batch],
         ["…in the final pass", "report-final", fmt(r.chunks.compressed_in_final_pass), r.chunks.compressed_in_final_pass],
-        ["bytes before / after", "report-bytes", fmt(r.bytes.before_compression) + " / " + fmt(r.bytes.after_compression) + " B"],
-        ["compression ratio", "report-ratio", r.bytes.ratio ? r.bytes.ratio + "×" : "–", r.bytes.ratio],
+      ].concat(storageItems(r)).concat([
         ["last batch → fully compressed", "report-tail", r.seconds_from_last_batch_to_fully_compressed + " s", r.seconds_from_last_batch_to_fully_compressed],
-      ];
+      ]);
     }
     if (items) { $("extra-title").textContent = title; numbers($("extra"), items); $("extra-section").hidden = false; }
     else $("extra-section").hidden = true;
@@ -180,7 +323,7 @@ var Tidemark = (function () {
         else renderBackfillLike(d);
         document.body.setAttribute("data-loaded", "1");
         document.body.setAttribute("data-refresh", d.refresh ? "on" : "off");
-        $("refresh-status").textContent = d.refresh ? "refreshing every " + REFRESH_MS / 1000 + " s (database time " + d.db_ms + " ms)" : "run ended: not refreshing";
+        $("refresh-status").textContent = d.refresh ? "refreshing every " + REFRESH_MS / 1000 + " s" : "run ended: not refreshing";
         if (d.refresh) setTimeout(tick, REFRESH_MS);
       }).catch(function (e) {
         showError(e.message.indexOf("not a Tidemark DAG") >= 0 ? "This run is not a Tidemark run: nothing to show." : e.message);
@@ -203,30 +346,48 @@ var Tidemark = (function () {
 
   function runsPage() {
     var base = location.pathname.replace(/\/tidemark\/runs\/?$/, "");
+    var q = new URLSearchParams(location.search);
     refusedDeclarations();
-    getJSON("api/runs").then(function (d) {
+    var params = new URLSearchParams();
+    if (q.get("dataset")) params.set("dataset", q.get("dataset"));
+    if (q.get("state")) params.set("state", q.get("state"));
+    getJSON("api/runs" + (params.toString() ? "?" + params.toString() : "")).then(function (d) {
+      var pick = $("filter-dataset");
+      pick.replaceChildren(el("option", { value: "" }, "every dataset"));
+      (d.datasets || []).forEach(function (name) { pick.appendChild(el("option", { value: name }, name)); });
+      pick.value = q.get("dataset") || "";
+      $("filter-state").value = q.get("state") || "";
       var tbody = document.querySelector("#runs tbody");
       tbody.replaceChildren();
-      if (!d.runs.length) tbody.appendChild(el("tr", {}, "")).appendChild(el("td", { colspan: "8", class: "muted" }, "No Tidemark run yet."));
+      if (!d.runs.length) tbody.appendChild(el("tr", {}, "")).appendChild(el("td", { colspan: "10", class: "muted" },
+        params.toString() ? "No Tidemark run matches the filter." : "No Tidemark run yet."));
       d.runs.forEach(function (r) {
-        var tr = el("tr", { "data-run-id": r.run_id });
+        var tr = el("tr", { "data-run-id": r.run_id, "data-attempt": String(r.attempt), "data-latest": r.latest_attempt ? "1" : "0" });
         var a = el("a", { href: base + "/dags/" + encodeURIComponent(r.dag_id) + "/runs/" + encodeURIComponent(r.dag_run_id) + "/plugin/tidemark", target: "_top" }, r.dag_run_id);
         tr.appendChild(el("td")).appendChild(a);
+        tr.appendChild(el("td", { class: "num" }, String(r.attempt) + (r.latest_attempt ? "" : " (earlier)")));
         tr.appendChild(el("td", {}, r.dataset));
         tr.appendChild(el("td", {}, r.kind));
         tr.appendChild(el("td", { class: "state-" + r.state }, r.state));
         tr.appendChild(el("td", {}, when(r.window.start) + " → " + when(r.window.end)));
         var pct = r.planned_batches ? Math.floor(r.loaded_batches / r.planned_batches * 100) : 100;
         var td = el("td"), bar = el("span", { class: "mini" }), fill = el("span");
-        fill.style.width = pct + "%"; bar.appendChild(fill); td.appendChild(bar);
+        fill.style.width = Math.min(pct, 100) + "%"; bar.appendChild(fill); td.appendChild(bar);
         td.appendChild(document.createTextNode(r.loaded_batches + "/" + r.planned_batches));
         tr.appendChild(td);
-        tr.appendChild(el("td", {}, r.ratio ? r.ratio + "×" : "–"));
+        tr.appendChild(el("td", { class: "num" }, r.stored_bytes ? bytes(r.stored_bytes) : "–"));
+        tr.appendChild(el("td", { class: "num" }, r.ratio ? r.ratio + "×" : "–"));
         tr.appendChild(el("td", {}, when(r.started_at)));
         tbody.appendChild(tr);
       });
       document.body.setAttribute("data-loaded", "1");
     }).catch(function (e) { showError(e.message); });
+    $("filters").addEventListener("change", function () {
+      var next = new URLSearchParams();
+      if ($("filter-dataset").value) next.set("dataset", $("filter-dataset").value);
+      if ($("filter-state").value) next.set("state", $("filter-state").value);
+      location.search = next.toString();
+    });
   }
   return { runPage: runPage, runsPage: runsPage };
 })();
