@@ -18,12 +18,14 @@ AIRFLOW_ENV = AIRFLOW_HOME=$(CURDIR)/.tidemark/airflow \
 	AIRFLOW_CONN_TIDEMARK_TIMESCALE=postgresql://postgres:postgres@127.0.0.1:$(TIDEMARK_DB_PORT)/postgres \
 	PYTHONPATH=$(CURDIR)/plugins
 
-.PHONY: help setup pg-setup redis-setup pg-start pg-stop airflow-port-free airflow-env test test-unit demo example airflow bench db-start db-stop db-status clean
+.PHONY: help setup pg-setup redis-setup pg-start pg-stop airflow-port-free airflow-env test test-unit demo example load airflow bench db-start db-stop db-status clean
 
 help:
 	@echo "make demo    - set up, start the embedded TimescaleDB and run tidemark_backfill; prints the report"
 	@echo "make test    - set up and run the whole test suite (starts its own engines)"
 	@echo "make example - load the worked example: a YAML dataset over daily Parquet files (examples/weather/)"
+	@echo "make load DATASET=name START=2024-01-01 END=2024-01-08 [BATCH=auto] [DATASETS_DIR=folder] - load your own dataset"
+	@echo "     (demo, example and load show a progress bar and print the report; DEMO_CONF / EXAMPLE_CONF override their JSON conf)"
 	@echo "make airflow - Airflow standalone on a PostgreSQL metadata DB (UI on localhost:\$$AIRFLOW_PORT, default 8080) wired to the embedded engine"
 	@echo "make bench   - benchmarks (bench/), prints ratios and writes bench/results/"
 	@echo "make db-start | db-stop | db-status - manage the embedded engine (TIDEMARK_DB_PORT=$(TIDEMARK_DB_PORT))"
@@ -111,23 +113,45 @@ test-unit: setup
 	$(AIRFLOW_ENV) $(VENV)/bin/airflow db migrate >/dev/null
 	touch $@
 
+# The run's conf (JSON), e.g. `make demo DEMO_CONF='{"dataset": "ledgers", "start": "2024-02-01", "end": "2024-02-03"}'`.
 DEMO_CONF ?= {"dataset": "ledgers", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-05T00:00:00+00:00", "batch_interval": "auto"}
+# Airflow's own log (the runner writes it to .tidemark/airflow/demo-dags-test.log); the runner prints progress and the
+# report whatever this level is.
+DEMO_LOG_LEVEL ?= INFO
 
 demo: setup db-start .tidemark/airflow/.migrated
-	$(AIRFLOW_ENV) TIDEMARK_DEMO=on AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 $(PY) -m tidemark.demo '$(DEMO_CONF)'
+	$(AIRFLOW_ENV) TIDEMARK_DEMO=on AIRFLOW__LOGGING__LOGGING_LEVEL=$(DEMO_LOG_LEVEL) TIDEMARK_POKE_INTERVAL=1 $(PY) -m tidemark.demo '$(DEMO_CONF)'
 
 # The worked example of "Load your own data": a YAML dataset over daily Parquet files, loaded by the same DAG.
 EXAMPLE_CONF ?= {"dataset": "weather", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-08T00:00:00+00:00", "batch_interval": "auto"}
 
 example: setup db-start .tidemark/airflow/.migrated
 	@test -d examples/weather/data || $(PY) examples/weather/generate.py
-	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=INFO TIDEMARK_POKE_INTERVAL=1 \
+	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=$(DEMO_LOG_LEVEL) TIDEMARK_POKE_INTERVAL=1 \
 	  TIDEMARK_DATASETS_DIR=$(CURDIR)/examples/weather $(PY) -m tidemark.demo '$(EXAMPLE_CONF)'
 
+# Your own dataset from the shell: its YAML in dags/datasets/ (or DATASETS_DIR=folder), loaded into the embedded engine
+# (or the server AIRFLOW_CONN_TIDEMARK_TIMESCALE names) by the same DAG, with a progress bar and the report.
+DATASET ?=
+START ?=
+END ?=
+BATCH ?= auto
+DATASETS_DIR ?=
+load: setup db-start .tidemark/airflow/.migrated
+	@if [ -z "$(DATASET)" ] || [ -z "$(START)" ] || [ -z "$(END)" ]; then \
+	  echo "usage: make load DATASET=<name> START=<ISO 8601> END=<ISO 8601> [BATCH=auto|'6 hours'] [DATASETS_DIR=<folder>]" >&2; \
+	  echo "  e.g. make load DATASET=weather START=2024-01-01 END=2024-01-08 DATASETS_DIR=examples/weather" >&2; exit 2; fi
+	$(AIRFLOW_ENV) AIRFLOW__LOGGING__LOGGING_LEVEL=$(DEMO_LOG_LEVEL) TIDEMARK_POKE_INTERVAL=1 \
+	  $(if $(DATASETS_DIR),TIDEMARK_DATASETS_DIR=$(abspath $(DATASETS_DIR))) \
+	  $(PY) -m tidemark.demo "dataset=$(DATASET)" "start=$(START)" "end=$(END)" "batch_interval=$(BATCH)"
+
 # `make airflow`: scheduler, dag-processor, triggerer and api-server (`airflow standalone`) on a
-# PostgreSQL metadata DB (embedded/pgctl: data in .tidemark/pg, 127.0.0.1 only, port in .tidemark/pg.port
-# unless TIDEMARK_PG_PORT is set). The task processes call the execution API on AIRFLOW_PORT too.
-export TIDEMARK_PG_DATA ?= $(CURDIR)/.tidemark/pg
+# PostgreSQL metadata DB (embedded/pgctl: 127.0.0.1 only, port remembered beside the data dir unless TIDEMARK_PG_PORT
+# is set). Data in .tidemark/pg, or, as root in a checkout the postgres OS user cannot enter (a clone in root's home),
+# in /var/tmp/tidemark-pg-<hash of the checkout's path>/pg; TIDEMARK_PG_DATA overrides both. The task processes call
+# the execution API on AIRFLOW_PORT too.
+PG_DATA := $(shell TIDEMARK_PG_DATA='$(TIDEMARK_PG_DATA)' embedded/pgctl path)
+export TIDEMARK_PG_DATA := $(PG_DATA)
 AIRFLOW_PORT ?= 8080
 PG_PORT = $(shell TIDEMARK_PG_DATA='$(TIDEMARK_PG_DATA)' TIDEMARK_PG_PORT='$(TIDEMARK_PG_PORT)' embedded/pgctl port)
 AIRFLOW_METADATA = postgresql+psycopg2://postgres@127.0.0.1:$(PG_PORT)/airflow
@@ -145,7 +169,8 @@ pg-stop:
 	@embedded/pgctl stop
 
 # Migrating an up-to-date database is a no-op, but takes seconds: only when the venv changed.
-.tidemark/pg.airflow-migrated: $(VENV)/.stamp | pg-start
+# The stamp sits beside the cluster's data dir: a cluster made anew is migrated anew.
+$(PG_DATA).airflow-migrated: $(VENV)/.stamp | pg-start
 	@embedded/pgctl createdb airflow >/dev/null
 	mkdir -p .tidemark/airflow
 	$(AIRFLOW_SERVE_ENV) $(VENV)/bin/airflow db migrate >/dev/null
@@ -162,7 +187,7 @@ airflow-env:
 	@echo 'export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"'
 
 # standalone starts its components as plain `airflow` from PATH: the venv goes first on PATH.
-airflow: airflow-port-free setup db-start pg-start .tidemark/pg.airflow-migrated
+airflow: airflow-port-free setup db-start pg-start $(PG_DATA).airflow-migrated
 	$(AIRFLOW_SERVE_ENV) PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/airflow standalone
 
 $(VENV)/.bench-stamp: bench/requirements.txt $(VENV)/.stamp
@@ -175,4 +200,4 @@ bench: setup $(VENV)/.bench-stamp
 clean:
 	-embedded/dbctl stop
 	-embedded/pgctl stop
-	rm -rf .tidemark
+	rm -rf .tidemark "$(PG_DATA)" "$(PG_DATA).log" "$(PG_DATA).port" "$(PG_DATA).initdb.log" "$(PG_DATA).airflow-migrated"

@@ -1,8 +1,14 @@
-"""``make demo``: run tidemark_backfill through ``airflow dags test`` and print its report.
+"""``make demo``, ``make example`` and ``make load``: run tidemark_backfill through ``airflow dags test``, show its
+progress, print its report.
 
-Airflow runs as a subprocess (its chatter goes to a log file); the report is
-read back from Tidemark's bookkeeping in the database, so what is printed is
-what the run recorded, not what the demo assumed.
+    python -m tidemark.demo '{"dataset": "ledgers", "start": ..., "end": ..., "batch_interval": "auto"}'
+    python -m tidemark.demo dataset=weather start=2024-01-01 end=2024-01-08 batch_interval=auto   # make load
+
+Airflow runs as a subprocess (its chatter goes to a log file). While it runs,
+a progress line on stderr (``tidemark.demo.terminal``) shows batches, rows,
+bytes stored and the ETA, read from Tidemark's bookkeeping every second. The
+report is read back from ``tidemark.runs`` at the end, so it is printed
+whatever Airflow's log level, and what is printed is what the run recorded.
 """
 
 from __future__ import annotations
@@ -15,25 +21,52 @@ import time
 from pathlib import Path
 
 from tidemark.connection import connect
+from tidemark.demo.terminal import ProgressLine
 from tidemark.flows.report import format_report
 
 
+def parse_conf(args: list[str]) -> dict[str, str]:
+    """The run's conf: one JSON object, or ``key=value`` words (empty values left out)."""
+    if len(args) == 1 and args[0].lstrip().startswith("{"):
+        conf = json.loads(args[0])
+        if not isinstance(conf, dict):
+            raise SystemExit("the conf must be a JSON object")
+        return conf
+    conf = {}
+    for word in args:
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"expected key=value, got {word!r} (e.g. dataset=weather start=2024-01-01 end=2024-01-08)")
+        if value:
+            conf[key] = value
+    return conf
+
+
 def main(argv: list[str]) -> int:
-    conf = json.loads(argv[1]) if len(argv) > 1 else {}
+    conf = parse_conf(argv[1:])
+    dataset = str(conf.get("dataset", "ledgers"))
     dsn = os.environ["AIRFLOW_CONN_TIDEMARK_TIMESCALE"]
     log_path = Path(os.environ.get("AIRFLOW_HOME", ".")) / "demo-dags-test.log"
     airflow = Path(sys.executable).with_name("airflow")
-    print(f"tidemark demo: airflow dags test tidemark_backfill -c '{json.dumps(conf)}'")
-    print(f"  (Airflow's log: {log_path})", flush=True)
+    print(f"tidemark: airflow dags test tidemark_backfill -c '{json.dumps(conf)}'")
+    print(f"  (Airflow's log: {log_path}; progress below every second)", flush=True)
+    with connect(dsn) as conn:
+        since = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+    line = ProgressLine(lambda: connect(dsn), dataset, since, sys.stderr)
     t0 = time.monotonic()
-    with open(log_path, "w") as log:
-        done = subprocess.run([str(airflow), "dags", "test", "tidemark_backfill", "-c", json.dumps(conf)],
-                              stdout=log, stderr=subprocess.STDOUT)
+    line.start()
+    try:
+        with open(log_path, "w") as log:
+            done = subprocess.run([str(airflow), "dags", "test", "tidemark_backfill", "-c", json.dumps(conf)],
+                                  stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        line.stop()
     wall = time.monotonic() - t0
     with connect(dsn) as conn:
         row = conn.execute(
-            "SELECT run_id, state, report FROM tidemark.runs WHERE dataset = %s ORDER BY started_at DESC LIMIT 1",
-            (conf.get("dataset", "ledgers"),),
+            "SELECT run_id, state, report FROM tidemark.runs WHERE dataset = %s AND started_at >= %s"
+            " ORDER BY started_at DESC LIMIT 1",
+            (dataset, since),
         ).fetchone()
     if done.returncode != 0 or not row or row[1] != "succeeded":
         print(f"\nthe run did not succeed (exit {done.returncode}); last lines of {log_path}:", file=sys.stderr)
