@@ -82,11 +82,11 @@ def test_dag_imports_without_database_or_connection(airflow_db: Path, monkeypatc
         param = dag.params.get_param(name)
         assert param.schema.get("title") and param.description and param.schema.get("type"), name
     ids = {t.task_id for t in dag.tasks}
-    assert ids == {"plan", "insert_batch", "progressive_recompress", "finalize"}
+    assert ids == {"plan", "insert_batch", "progressive_compress", "finalize"}
     for t in dag.tasks:
         assert t.task_display_name != t.task_id, f"{t.task_id} has no display name"
     assert dag.get_task("insert_batch").map_index_template == "{{ batch_label }}"
-    sensor = dag.get_task("progressive_recompress")
+    sensor = dag.get_task("progressive_compress")
     assert sensor.mode == "reschedule" and sensor.retries >= 2
     assert dag.get_task("finalize").trigger_rule == "all_done"
 

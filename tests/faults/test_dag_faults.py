@@ -32,7 +32,7 @@ def test_sensor_failing_mid_run_is_retried_and_the_run_completes(
     monkeypatch.setenv("TIDEMARK_RETRY_DELAY", "0")
     run = load_dag().test(run_conf=conf(registered_dataset))
     assert run.state == "success"
-    sensor = [ti for ti in run.get_task_instances() if ti.task_id == "progressive_recompress"][0]
+    sensor = [ti for ti in run.get_task_instances() if ti.task_id == "progressive_compress"][0]
     assert sensor.try_number >= 2, "the sensor should have failed once and been retried"
     with connect(dsn) as conn:
         assert all(c.is_compressed for c in compressor.list_chunks(conn, registered_dataset))

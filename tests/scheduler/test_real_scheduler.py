@@ -92,7 +92,7 @@ def sensor_deferrals(dep: AirflowDeployment, run_id: str) -> list[datetime]:
     root = dep.home / "logs"
     found: list[datetime] = []
     for path in root.rglob("*.log") if root.exists() else []:
-        if run_id in str(path) and "progressive_recompress" in str(path):
+        if run_id in str(path) and "progressive_compress" in str(path):
             for m in _DEFERRED_LINE.finditer(path.read_text(errors="replace")):
                 found.append(datetime.fromisoformat(m.group(1)).replace(tzinfo=UTC))
     return sorted(found)
@@ -216,8 +216,8 @@ def test_backfill_under_the_real_scheduler_is_concurrent_exact_and_compressed(
     pairs = overlapping_pairs(intervals)
     first_insert_start = min(s for _, s, _ in intervals)
     last_insert_end = max(e for _, _, e in intervals)
-    sensor = by_task["progressive_recompress"][0]
-    pokes = reschedules(dep, run_id, "progressive_recompress")
+    sensor = by_task["progressive_compress"][0]
+    pokes = reschedules(dep, run_id, "progressive_compress")
     pokes_during_load = [p for p in pokes if first_insert_start < p["end"] < last_insert_end]
     waits = reschedules(dep, run_id, "insert_batch")
     first_compression = progressive[0]

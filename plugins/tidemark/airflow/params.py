@@ -44,16 +44,19 @@ def range_params(
 
     time_type: Any = ["null", "string"] if empty_range_means else "string"
     empty = f" Empty: {empty_range_means}." if empty_range_means else ""
+    # The form's date pickers take no offset: say how their value is read rather than ask for one.
+    utc = ("Pick a date and time: read as UTC. In the run's JSON conf any ISO 8601 time works, with an offset or "
+           "without one (then UTC).")
     return {
         **(dataset_param("The dataset to load (its hypertables and source).") if generic else {}),
         "start": Param(
             None if empty_range_means else "2024-01-01T00:00:00+00:00", type=time_type, format="date-time",
             title="Start (inclusive)",
-            description="Beginning of the range, ISO 8601 with offset (e.g. 2024-01-01T00:00:00+00:00)." + empty,
+            description="Beginning of the range. " + utc + empty,
         ),
         "end": Param(
             None if empty_range_means else "2024-01-02T00:00:00+00:00", type=time_type, format="date-time",
-            title="End (exclusive)", description="End of the range, ISO 8601 with offset." + empty,
+            title="End (exclusive)", description="End of the range (not included). " + utc + empty,
         ),
         "batch_interval": Param(
             default_interval, type="string", minLength=1,
