@@ -63,8 +63,22 @@ def test_a_database_without_bookkeeping_shows_nothing_rather_than_failing(privat
         assert progress.live_view(c, "ledgers", tip=START, threshold=timedelta(hours=1))["cursor"] is None
         # A run planned before an upgrade added the history table: its pokes go on without history.
         key = _run(c)
-        c.execute("DROP TABLE tidemark.poke_history")
+        # A layout from before attempts, failures and stored bytes: the pages fall back, the next plan migrates.
+        c.execute("ALTER TABLE tidemark.runs DROP COLUMN attempt")
+        c.execute("ALTER TABLE tidemark.poke_history DROP COLUMN stored_bytes, DROP COLUMN source")
+        c.execute("DROP TABLE tidemark.runs_history, tidemark.batch_failures")
         _poke(c, key, 1, cap=progress.HISTORY_CAP)
+        old = progress.run_view(c, key)
+        assert old is not None and old["attempt"] == 1 and old["history"] == [] and old["earlier_attempts"] == []
+        assert [r["run_id"] for r in history.recent_runs(c)] == [key] and history.datasets_with_runs(c)
+        ensure_bookkeeping(c)
+        ensure_bookkeeping(c)  # idempotent
+        _poke(c, key, 2, cap=progress.HISTORY_CAP)
+        new = progress.run_view(c, key)
+        assert new is not None and new["attempt"] == 1 and [h["watermark_batches"] for h in new["history"]] == [2]
+        assert [r["attempt"] for r in history.recent_runs(c)] == [1]
+        c.execute("DROP TABLE tidemark.poke_history CASCADE")
+        _poke(c, key, 3, cap=progress.HISTORY_CAP)
         assert progress.run_view(c, key) is not None
 
 

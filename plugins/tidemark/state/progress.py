@@ -17,13 +17,16 @@ the run's row: ON DELETE CASCADE).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+
+from tidemark.state.strip import WindowInfo, resume_instruction, strip
+
+__all__ = ["FAILED_STATES", "TaskInfo", "WindowInfo", "live_view", "record_poke", "resume_instruction", "run_view"]
 
 HISTORY_CAP = 256  # plenty for a plot ~760 px wide; the tab reads all of it every refresh
 HISTORY_KEEP = timedelta(days=14)
@@ -109,29 +112,14 @@ class TaskInfo:
     try_number: int = 0
 
 
-@dataclass(frozen=True)
-class WindowInfo:
-    """One window of the run's range, from its plan: a batch (``index``) or a window skipped as already loaded."""
-
-    start: datetime
-    end: datetime
-    label: str
-    index: int | None = None
-
-
 FAILED_STATES = frozenset({"failed", "upstream_failed", "removed"})
-# Airflow task states -> the strip's cell status (anything else - none yet, scheduled, queued, up_for_reschedule,
-# deferred, restarting - is "waiting").
-CELL_STATUS = {"success": "loaded", "running": "running", "up_for_retry": "retrying", "failed": "failed",
-               "upstream_failed": "failed", "skipped": "skipped"}
-
 # Every figure of the run's current attempt (a rerun under the same run id starts a new one: state.runs.claim).
 _RUN_TEMPLATE = """
 SELECT r.run_id, r.dataset, r.kind, r.window_start, r.window_end, r.state, r.planned_batches,
        r.watermark_batches, r.watermark_time, r.peak_backlog_chunks, r.peak_backlog_bytes,
        r.started_at, r.updated_at, r.finished_at, r.report, clock_timestamp(),
        l.batches, l.rows, l.last_commit, l.beyond, l.windows, t.per_table,
-       c.compressed, c.progressive, c.bytes_before, c.bytes_after,
+       c.compressed, c.progressive, c.bytes_before, c.bytes_after, c.written,
        h.history, {attempt}, f.failures, a.attempts
 FROM tidemark.runs r
 LEFT JOIN LATERAL (
@@ -151,7 +139,9 @@ LEFT JOIN LATERAL (
         GROUP BY c.key) x) t ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS compressed, count(*) FILTER (WHERE phase = 'progressive') AS progressive,
-           coalesce(sum(bytes_before), 0) AS bytes_before, coalesce(sum(bytes_after), 0) AS bytes_after
+           coalesce(sum(bytes_before), 0) AS bytes_before, coalesce(sum(bytes_after), 0) AS bytes_after,
+           -- direct COPY's chunks are logged as written (no sizes, no time); compress_chunk always has both
+           count(*) FILTER (WHERE phase = 'progressive' AND bytes_before IS NULL AND seconds = 0) AS written
     FROM tidemark.compression_log WHERE run_id = r.run_id AND compressed_at >= r.started_at) c ON true
 {history}
 WHERE r.run_id = %s
@@ -197,69 +187,6 @@ def _history(raw: Sequence[Sequence[Any]] | None) -> list[dict[str, Any]]:
     return out
 
 
-def resume_instruction(kind: str, run_key: str | None = None, conf: Mapping[str, Any] | None = None,
-                       failed: Sequence[int] = ()) -> str:
-    """How to finish the run, with its own DAG id, run id, failed batches and params where they are known."""
-    dag_id, _, dag_run_id = (run_key or "").partition("/")
-    which = f" (batches {', '.join(str(i) for i in failed)})" if failed else ""
-    this_run = f"run {dag_run_id!r} of {dag_id}" if dag_run_id else "this run"
-    clear = (f"clear the failed task instances of {this_run}{which} - Grid: select them > Clear"
-             + (f", or POST /api/v2/dags/{dag_id}/clearTaskInstances with "
-                f'{{"dag_run_id": "{dag_run_id}", "only_failed": true, "reset_dag_runs": true, "dry_run": false}}'
-                if dag_run_id else ", or REST clearTaskInstances with dag_run_id and only_failed=true"))
-    again = (f"airflow dags trigger {dag_id} -c '{json.dumps(dict(conf), sort_keys=True)}'"
-             if dag_run_id and conf is not None else "a new run with the same params")
-    if kind == "catchup":
-        return (
-            f"Nothing was published: the hypertables and the cursor are untouched. Resume: {clear} (only they reload, "
-            f"then publish runs), or trigger {again} (staged batches are reused)."
-        )
-    return (
-        f"Chunks from the first failed window on stay uncompressed. Resume: {clear}; or trigger {again} - loaded "
-        "windows are skipped."
-    )
-
-
-def _strip(
-    tasks: Sequence[TaskInfo], windows: Sequence[WindowInfo], ledger_rows: Mapping[float, int],
-    failures: Sequence[Sequence[Any]] | None,
-) -> list[dict[str, Any]]:
-    """One cell per window of the range, in time order: loaded, running, waiting, retrying, failed, or skipped as loaded.
-
-    A failed or retrying batch carries its latest try's error line; a batch
-    loaded after failed tries carries the last of their errors as ``earlier_error``.
-    """
-    errors: dict[int, tuple[int, str]] = {}
-    for index, try_number, error, _at in failures or []:
-        errors[int(index)] = (int(try_number), str(error))  # ordered by try: the last one stays
-    by_index = {t.index: t for t in tasks}
-    if not windows:  # no plan at hand: the task instances alone
-        windows = [WindowInfo(datetime.min, datetime.min, t.label or f"batch {t.index}", t.index)
-                   for t in sorted(tasks, key=lambda t: t.index)]
-    cells = []
-    for w in windows:
-        if w.index is None:
-            cells.append({"index": None, "window": w.label, "status": "skipped", "note": "already loaded before this run"})
-            continue
-        ti = by_index.get(w.index)
-        if ti is not None and ti.state == "removed":
-            continue
-        status = CELL_STATUS.get(ti.state or "", "waiting") if ti else "waiting"
-        rows = ledger_rows.get(w.start.timestamp()) if w.start != datetime.min else None
-        if status == "waiting" and rows is not None:
-            status = "loaded"  # committed; Airflow has not marked the task yet
-        cell: dict[str, Any] = {"index": w.index, "window": w.label, "status": status,
-                                "try_number": ti.try_number if ti else 0, "rows": rows}
-        if w.index in errors:
-            tried, error = errors[w.index]
-            if status in ("failed", "retrying"):
-                cell["error"], cell["error_try"] = error, tried
-            else:
-                cell["earlier_error"], cell["error_try"] = error, tried
-        cells.append(cell)
-    return cells
-
-
 def run_view(
     conn: psycopg.Connection,
     run_key: str,
@@ -287,7 +214,7 @@ def run_view(
         return None
     (run_id, dataset, kind, w_start, w_end, state, planned, wm_batches, wm_time, peak_chunks, peak_bytes,
      started_at, updated_at, finished_at, report, now, loaded, rows, last_commit, beyond, ledger_windows, per_table,
-     compressed, progressive, bytes_before, bytes_after, history, attempt, failures, attempts) = row
+     compressed, progressive, bytes_before, bytes_after, written, history, attempt, failures, attempts) = row
     loaded = int(loaded)
     rows = int(rows)
     planned = int(planned)
@@ -299,12 +226,12 @@ def run_view(
     eta = None
     if state == "running" and 0 < loaded < planned and elapsed > 0:
         eta = elapsed / loaded * (planned - loaded)
-    strip = _strip(tasks, windows, {float(at): int(n) for at, n in ledger_windows or []}, failures)
+    cells = strip(tasks, windows, {float(at): int(n) for at, n in ledger_windows or []}, failures)
     states = {t.index: t for t in tasks}
     failed = [
         {"index": c["index"], "state": states[c["index"]].state, "window": c["window"], "error": c.get("error"),
          "try_number": c.get("error_try") or states[c["index"]].try_number}
-        for c in strip if c["index"] in states and states[c["index"]].state in FAILED_STATES
+        for c in cells if c["index"] in states and states[c["index"]].state in FAILED_STATES
     ]
     points = _history(history)
     view: dict[str, Any] = {
@@ -319,7 +246,7 @@ def run_view(
         "loaded_batches": loaded,
         "watermark": {"batches": int(wm_batches), "time": _iso(wm_time)},
         "loaded_beyond_watermark": int(beyond) if kind == "backfill" else 0,
-        "strip": strip,
+        "strip": cells,
         "failed_batches": failed,
         "resume": resume_instruction(kind, run_id, conf, [f["index"] for f in failed])
         if failed or state == "failed" else None,
@@ -330,6 +257,7 @@ def run_view(
         "eta_seconds": round(eta, 1) if eta is not None else None,
         "compression": {
             "chunks_compressed": int(compressed), "progressive": int(progressive),
+            "written_compressed": int(written), "compressed_afterwards": int(compressed) - int(written),
             "bytes_before": int(bytes_before), "bytes_after": int(bytes_after),
         },
         "peak_backlog": {"chunks": int(peak_chunks), "bytes": int(peak_bytes)},

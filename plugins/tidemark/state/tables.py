@@ -54,7 +54,6 @@ _DDL = [
         report jsonb)""",
     # A rerun under the same run id (a cleared run, `airflow backfill create --reprocess-behavior ...`) is a new
     # attempt: tidemark.runs holds the latest, runs_history every earlier one, its report included (state.runs.claim).
-    "ALTER TABLE tidemark.runs ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 1",
     """CREATE TABLE IF NOT EXISTS tidemark.runs_history (
         run_id text NOT NULL,
         attempt integer NOT NULL,
@@ -121,9 +120,6 @@ _DDL = [
         remaining_bytes bigint NOT NULL,
         rows_loaded bigint NOT NULL,
         PRIMARY KEY (run_id, at))""",
-    # Bytes the window's chunks took at the observation, and whether a poke or a batch's commit made it.
-    "ALTER TABLE tidemark.poke_history ADD COLUMN IF NOT EXISTS stored_bytes bigint",
-    "ALTER TABLE tidemark.poke_history ADD COLUMN IF NOT EXISTS source text NOT NULL DEFAULT 'poke'",
     # Compression policy jobs Tidemark switched off for a load, to switch back on.
     """CREATE TABLE IF NOT EXISTS tidemark.paused_policies (
         job_id integer PRIMARY KEY,
@@ -143,7 +139,23 @@ _DDL = [
 ]
 
 
+# Columns added to tables of an earlier layout: (table, column, type). Added only where missing, so a plan does
+# not take ALTER TABLE's exclusive lock on every run.
+_COLUMNS = [
+    # A rerun under the same run id is a new attempt (state.runs.claim).
+    ("runs", "attempt", "integer NOT NULL DEFAULT 1"),
+    # Bytes the window's chunks took at the observation, and whether a poke or a batch's commit made it.
+    ("poke_history", "stored_bytes", "bigint"),
+    ("poke_history", "source", "text NOT NULL DEFAULT 'poke'"),
+]
+
+
 def ensure(conn: psycopg.Connection) -> None:
     """Create what is missing (the caller holds the schema lock and the transaction)."""
     for ddl in _DDL:
         conn.execute(ddl)
+    have = {(t, c) for t, c in conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'tidemark'").fetchall()}
+    for table, column, kind in _COLUMNS:
+        if (table, column) not in have:
+            conn.execute(f"ALTER TABLE tidemark.{table} ADD COLUMN IF NOT EXISTS {column} {kind}")

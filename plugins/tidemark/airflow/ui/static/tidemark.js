@@ -84,16 +84,18 @@ var Tidemark = (function () {
       history.forEach(function (p) { pts.push(x(p.at) + "," + yB(p.backlog_bytes)); pts.push(x(p.at) + "," + yB(p.remaining_bytes)); });
       add("polyline", { points: pts.join(" "), fill: "none", stroke: "var(--backlog)", "stroke-width": 2, id: "backlog-line" });
     }
+    // Rows: a light area under a dotted line (bytes stored grow with the rows, so the two lines often coincide).
+    var rpts = [x(t0) + "," + yR(0)];
+    history.forEach(function (p) { rpts.push(x(p.at) + "," + yR(p.rows_loaded)); });
+    var last = history[history.length - 1];
+    add("polygon", { points: rpts.concat([x(last.at) + "," + yR(0)]).join(" "), fill: "var(--rows)", "fill-opacity": 0.12, stroke: "none", id: "rows-area" });
+    add("polyline", { points: rpts.join(" "), fill: "none", stroke: "var(--rows)", "stroke-width": 1.5, "stroke-dasharray": "2 3", id: "rows-line" });
+    add("text", { x: x(last.at) - 6, y: Math.min(yR(last.rows_loaded) + 16, H - B - 4), "text-anchor": "end", class: "rows-label" }, fmt(last.rows_loaded) + " rows");
     if (stored.length) {
       var spts = [x(t0) + "," + yB(0)];
       stored.forEach(function (p) { spts.push(x(p.at) + "," + yB(p.stored_bytes)); });
       add("polyline", { points: spts.join(" "), fill: "none", stroke: "var(--stored)", "stroke-width": 2, id: "stored-line" });
     }
-    var rpts = [x(t0) + "," + yR(0)];
-    history.forEach(function (p) { rpts.push(x(p.at) + "," + yR(p.rows_loaded)); });
-    add("polyline", { points: rpts.join(" "), fill: "none", stroke: "var(--rows)", "stroke-width": 1.5, id: "rows-line" });
-    var last = history[history.length - 1];
-    add("text", { x: x(last.at) + 4, y: Math.max(yR(last.rows_loaded), T + 10), class: "rows-label" }, fmt(last.rows_loaded) + " rows");
     // The watermark is known at each observation and holds until the next: a step line, never lowered.
     var wpts = [x(t0) + "," + yW(0)], prev = 0;
     history.forEach(function (p) { var w = Math.max(prev, p.watermark_batches); wpts.push(x(p.at) + "," + yW(prev)); wpts.push(x(p.at) + "," + yW(w)); prev = w; });
@@ -106,7 +108,7 @@ var Tidemark = (function () {
       var peak = history.reduce(function (a, p) { return p.backlog_bytes > a.backlog_bytes ? p : a; }, history[0]);
       key("sw-backlog", "uncompressed backlog (left axis; peak " + peak.backlog_chunks + " chunks, " + bytes(peak.backlog_bytes) + ")");
     } else key("sw-backlog", "no uncompressed backlog: chunks are written compressed");
-    key("sw-rows", "rows loaded (to scale, " + fmt(last.rows_loaded) + " at the end)");
+    key("sw-rows", "rows loaded (shaded, to scale: " + fmt(last.rows_loaded) + " at the end)");
     key("sw-watermark", "watermark in batches (right axis, dashed)");
     legend.appendChild(document.createTextNode("  " + history.length + " observations (" +
       history.filter(function (p) { return p.source === "batch"; }).length + " batch commits, " +
@@ -214,8 +216,10 @@ var Tidemark = (function () {
       items.splice(2, 0,
         ["watermark", "watermark-batches", d.watermark.batches + " batches, at " + when(d.watermark.time), d.watermark.batches],
         ["loaded beyond watermark", "beyond-watermark", fmt(d.loaded_beyond_watermark), d.loaded_beyond_watermark]);
-      items.push(["chunks compressed so far", "chunks-compressed", fmt(d.compression.chunks_compressed) + " (" +
-        fmt(d.compression.progressive) + " progressively)", d.compression.chunks_compressed]);
+      var cc = d.compression;
+      items.push(["chunks compressed so far", "chunks-compressed", fmt(cc.chunks_compressed) + (cc.written_compressed !== undefined
+        ? " (" + fmt(cc.written_compressed) + " written compressed, " + fmt(cc.compressed_afterwards) + " compressed afterwards)"
+        : " (" + fmt(cc.progressive) + " progressively)"), cc.chunks_compressed]);
       items.push(["peak uncompressed backlog", "peak-backlog", d.peak_backlog.chunks + " chunks (" + bytes(d.peak_backlog.bytes) + ")", d.peak_backlog.chunks]);
       items.push(["stored so far", "stored-now", bytes(d.stored_bytes), d.stored_bytes]);
     }
@@ -240,6 +244,17 @@ var Tidemark = (function () {
     $("progress-section").hidden = false;
     if (d.kind !== "catchup") { plot($("plot"), d.history, planned, d.started_at); $("plot-section").hidden = false; }
     renderExtra(d);
+  }
+
+  // How the chunks came to be compressed: written compressed, or by compress_chunk while loading / after / at the end.
+  function compressionItems(c) {
+    var later = c.afterwards || { during_load: c.compressed_during_load, after_last_batch: c.compressed_by_sensor_after_last_batch,
+                                  final_pass: c.compressed_in_final_pass };
+    return [
+      ["…compressed afterwards while loading", "report-progressive", fmt(later.during_load), later.during_load],
+      ["…by the sensor after the last batch", "report-after", fmt(later.after_last_batch), later.after_last_batch],
+      ["…in the final pass", "report-final", fmt(later.final_pass), later.final_pass],
+    ];
   }
 
   // What the window's chunks take and what they stand for, in every write mode (older reports: what they recorded).
@@ -286,10 +301,7 @@ var Tidemark = (function () {
         ["speed", "report-speed", r.rows_per_second && r.batches.loaded ? fmt(r.rows_per_second) + " rows/s over " + r.load_seconds + " s"
           : "– (nothing loaded by this run: every window was already loaded)", r.rows_per_second],
         ["chunks compressed", "report-chunks", r.chunks.compressed + "/" + r.chunks.in_window, r.chunks.compressed],
-        ["…progressively while loading", "report-progressive", fmt(r.chunks.compressed_during_load), r.chunks.compressed_during_load],
-        ["…by the sensor after the last batch", "report-after", fmt(r.chunks.compressed_by_sensor_after_last_batch), r.chunks.compressed_by_sensor_after_last_batch],
-        ["…in the final pass", "report-final", fmt(r.chunks.compressed_in_final_pass), r.chunks.compressed_in_final_pass],
-      ].concat(storageItems(r)).concat([
+      ].concat(compressionItems(r.chunks)).concat(storageItems(r)).concat([
         ["last batch → fully compressed", "report-tail", r.seconds_from_last_batch_to_fully_compressed + " s", r.seconds_from_last_batch_to_fully_compressed],
       ]);
     }
