@@ -89,3 +89,7 @@ def test_reports_written_before_the_storage_fields_still_format() -> None:
     text = report.format_report(old)
     assert "60.8 MiB written straight into the columnstore" in text and "5 rows/s" in text
     assert report.human_bytes(1536) == "1.5 KiB" and report.human_bytes(12) == "12 B"
+    # A CSV source does not count its rows: the report says what the rows were checked against instead.
+    csv = {**old, "verified_against": {"ledger": True, "source_counts": [], "not_counted_by_source": ["readings"]}}
+    assert "(checked against the batch ledger; the source does not count its rows, so not against the source)" in (
+        report.format_report(csv))

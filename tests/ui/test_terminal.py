@@ -28,9 +28,11 @@ def test_the_line_says_batches_rows_storage_and_time() -> None:
 
 
 def test_the_conf_comes_as_json_or_as_key_value_words() -> None:
-    assert runner.parse_conf(['{"dataset": "x"}']) == {"dataset": "x"}
+    assert runner.parse_conf(['{"dataset": "x", "start": "2024-02-01T06:00:00+02:00"}']) == {
+        "dataset": "x", "start": "2024-02-01T04:00:00+00:00"}
+    # A bare date is a whole UTC time for the trigger form's date-time schema.
     assert runner.parse_conf(["dataset=weather", "start=2024-01-01", "end=2024-01-08", "batch_interval="]) == {
-        "dataset": "weather", "start": "2024-01-01", "end": "2024-01-08"}
+        "dataset": "weather", "start": "2024-01-01T00:00:00+00:00", "end": "2024-01-08T00:00:00+00:00"}
 
 
 def test_it_follows_a_run_from_waiting_to_every_batch(dsn: str, conn: psycopg.Connection, registered_dataset: Dataset) -> None:

@@ -19,26 +19,38 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from tidemark.connection import connect
 from tidemark.demo.terminal import ProgressLine
 from tidemark.flows.report import format_report
+from tidemark.model.timeparse import parse_instant
 
 
-def parse_conf(args: list[str]) -> dict[str, str]:
-    """The run's conf: one JSON object, or ``key=value`` words (empty values left out)."""
+def parse_conf(args: list[str]) -> dict[str, Any]:
+    """The run's conf: one JSON object, or ``key=value`` words (empty values left out).
+
+    ``start`` and ``end`` may be any ISO 8601 time, a bare date too (UTC without an offset): they are handed
+    on complete (``2024-01-01`` -> ``2024-01-01T00:00:00+00:00``), as the trigger form's schema wants them.
+    """
+    conf: dict[str, Any] = {}
     if len(args) == 1 and args[0].lstrip().startswith("{"):
         conf = json.loads(args[0])
         if not isinstance(conf, dict):
             raise SystemExit("the conf must be a JSON object")
-        return conf
-    conf = {}
-    for word in args:
-        key, sep, value = word.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"expected key=value, got {word!r} (e.g. dataset=weather start=2024-01-01 end=2024-01-08)")
-        if value:
-            conf[key] = value
+    else:
+        for word in args:
+            key, sep, value = word.partition("=")
+            if not sep or not key:
+                raise SystemExit(f"expected key=value, got {word!r} (e.g. dataset=weather start=2024-01-01 end=2024-01-08)")
+            if value:
+                conf[key] = value
+    for key in ("start", "end"):
+        if isinstance(conf.get(key), str) and conf[key]:
+            try:
+                conf[key] = parse_instant(conf[key]).isoformat()
+            except ValueError as exc:
+                raise SystemExit(f"{key}={conf[key]!r}: {exc}") from None
     return conf
 
 
@@ -72,6 +84,13 @@ def main(argv: list[str]) -> int:
         print(f"\nthe run did not succeed (exit {done.returncode}); last lines of {log_path}:", file=sys.stderr)
         lines = log_path.read_text(errors="replace").splitlines()
         print("\n".join(line[:300] for line in lines[-40:]), file=sys.stderr)
+        if row:
+            with connect(dsn) as conn:
+                failed = conn.execute(
+                    "SELECT batch_index, try_number, error FROM tidemark.batch_failures WHERE run_id = %s"
+                    " ORDER BY batch_index, try_number", (row[0],)).fetchall()
+            for index, tried, error in failed:
+                print(f"batch {index}, try {tried}: {error}", file=sys.stderr)
         return 1
     print(f"\n{format_report(row[2])}\n  wall time of airflow dags test: {wall:.1f} s (run {row[0]})")
     return 0
