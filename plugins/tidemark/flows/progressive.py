@@ -134,8 +134,12 @@ def compress_completed(connect: ConnectionFactory, plan: RunPlan, ds: Dataset, b
 
 
 def _observe(conn: psycopg.Connection, plan: RunPlan, ds: Dataset, wm: Watermark) -> None:
-    """The batch's observation for the run's plot: rows, bytes stored and the backlog as its commit left them."""
-    chunks, size = compressor.backlog(conn, ds, plan.start, plan.end)
+    """The batch's observation for the run's plot: rows, bytes stored and the backlog as its commit left them.
+
+    Written straight into the columnstore, a run has no backlog to measure: one query (the bytes stored) then.
+    """
+    direct_only = _all_direct(plan, ds) and not plan.recompress_unordered
+    chunks, size = (0, 0) if direct_only else compressor.backlog(conn, ds, plan.start, plan.end)
     progress.record_poke(
         conn, plan.run_id, watermark_batches=wm.completed, watermark_time=wm.time, backlog_chunks=chunks,
         backlog_bytes=size, remaining_chunks=chunks, remaining_bytes=size,
