@@ -71,9 +71,16 @@ from tidemark.state import runs
 __all__ = ["backfill_dag"]
 
 log = logging.getLogger("tidemark.dag")
-# The report is what a run is for: logged at INFO whatever the deployment's level (`make airflow` runs at WARNING).
 report_log = logging.getLogger("tidemark.report")
-report_log.setLevel(logging.INFO)
+
+
+def report_level() -> int:
+    """The report is what a run is for: INFO, or WARNING where the deployment logs nothing below that
+    (`make airflow` and `make -s airflow-env` shells run Airflow at WARNING, which filters INFO task logs)."""
+    from airflow.sdk.configuration import conf
+
+    configured = logging.getLevelName(str(conf.get("logging", "logging_level", fallback="INFO")).upper())
+    return logging.INFO if not isinstance(configured, int) or configured <= logging.INFO else logging.WARNING
 
 DOC = __doc__
 
@@ -182,7 +189,7 @@ def backfill_dag(settings: Settings, dataset: Dataset | None = None, *, register
                 raise AirflowFailException(str(exc)) from None
             if report is None:  # a dry run: its report is its plan
                 return run.to_payload()
-            report_log.info("\n%s", format_report(report))
+            report_log.log(report_level(), "\n%s", format_report(report))
             return report
 
         planned: Any = plan()
