@@ -110,7 +110,7 @@ def test_a_value_a_column_cannot_take_fails_its_batch_at_once(
         (folder / "part.csv").write_text("\n".join(lines) + "\n")
     table = Hypertable("counts", "t", (Column("t", "timestamptz"), Column("n", "smallint", True),
                                        Column("code", "varchar(4)", True)), timedelta(hours=6), schema=schema,
-                       source=FilesSource(f"file://{tmp_path}/{{start:%Y-%m-%d/%H}}/*.csv", "csv"))
+                       source=FilesSource(f"file://{tmp_path}/{{start:%Y-%m-%d/%H}}/*.csv", "csv", base_dir=tmp_path))
     ds = Dataset(f"csv_{schema}", (table,))
     run, text = run_dataset(ds, capfd)
     got = tries(run)
@@ -119,8 +119,8 @@ def test_a_value_a_column_cannot_take_fails_its_batch_at_once(
     assert got["insert_batch[2]"] == ("failed", 1), f"a value the server refused is not retried: {got}"
     assert got["insert_batch[0]"] == got["insert_batch[3]"] == ("success", 1)
     assert run.state == "failed"
-    assert "column 'n' (smallint) cannot take a value" in text and "'n/a'" in text
-    assert "the database refused a value: value too long for type character varying(4)" in text
+    assert "column 'n' (smallint) cannot take 'n/a'" in text
+    assert "the database refused" in text and "value too long for type character varying(4)" in text
     with connect(dsn) as conn:
         windows = conn.execute("SELECT window_start FROM tidemark.batch_ledger WHERE dataset = %s ORDER BY 1",
                                (ds.name,)).fetchall()
