@@ -148,3 +148,24 @@ def test_an_end_past_the_last_plannable_instant_fails_the_plan_once_saying_so(
     assert "end 9999-12-31T23:59:59+00:00 is later than 9999-01-01T00:00:00+00:00" in text
     assert "move end earlier" in text
     assert claimed(dsn, registered_dataset.name) == 0
+
+
+def test_a_csv_without_the_time_column_fails_the_plan_once_not_every_batch(
+    airflow_conn: str, dsn: str, schema: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The files source's plan-time check reads one header per table: the plan fails at try 1, no batch is mapped."""
+    for hour in range(0, 12, 3):
+        folder = tmp_path / (START + timedelta(hours=hour)).strftime("%Y-%m-%d/%H")
+        folder.mkdir(parents=True)
+        (folder / "part.csv").write_text("when,n\n" + "".join(
+            f"{(START + timedelta(hours=hour, minutes=m)).isoformat()},{m}\n" for m in range(3)))
+    table = Hypertable("readings", "t", (Column("t", "timestamptz"), Column("n", "smallint")), schema=schema,
+                       chunk_interval=timedelta(hours=6),
+                       source=FilesSource(f"file://{tmp_path}/{{start:%Y-%m-%d/%H}}/*.csv", "csv", base_dir=tmp_path))
+    ds = Dataset(f"nots_{schema}", (table,))
+    run, text = run_dataset(ds, capfd)
+    got = tries(run)
+    assert run.state == "failed" and got["plan[-1]"] == ("failed", 1), got
+    assert not any(k.startswith("insert_batch[") and int(k[13:-1]) >= 0 for k in got), got
+    assert "has no time column 't'" in text and "when" in text
+    assert claimed(dsn, ds.name) == 0, "the plan claimed the range although its files could never load"

@@ -37,16 +37,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tidemark.errors import BadRow, InvalidInput
-from tidemark.load.arrow_data import first_refused
 from tidemark.model.origin import Origin, shown, shown_names
 from tidemark.sources import access, file_roots, registry
 from tidemark.sources.csv_lines import line_of_record, line_of_width
+from tidemark.sources.file_rows import Locate, as_utc, in_row_group, kept_rows, scalar_at, utc_times
 
 if TYPE_CHECKING:
     from tidemark.model.dataset import Hypertable
@@ -66,8 +66,6 @@ _MAX_PARTITIONS = 200_000
 _UTC = timezone.utc
 _BATCH_ROWS = 65_536
 _CSV_BLOCK = 4 << 20  # bytes of CSV a batch is parsed from: fewer, larger pieces than pyarrow's 1 MiB, as fast as a scan
-
-Locate = Callable[[int], str]  # a row's index in a batch read from a file -> its place there ("line 7002")
 
 
 def _step(fmt: str) -> timedelta:
@@ -194,12 +192,12 @@ class FilesSource:
         else:
             batches = self._csv_batches(fs, path, table, only_time)
         for batch, locate in batches:
-            batch = _utc_times(batch, table, path, locate)
+            batch = utc_times(batch, table, path, locate)
             times = batch.column(batch.schema.get_field_index(table.time_column))
-            mask = pc.and_(pc.greater_equal(times, _scalar(start, times.type)), pc.less(times, _scalar(end, times.type)))
+            mask = pc.and_(pc.greater_equal(times, scalar_at(start, times.type)), pc.less(times, scalar_at(end, times.type)))
             kept = pc.indices_nonzero(mask)
             if len(kept):
-                rows, where = _kept(batch, kept, locate)
+                rows, where = kept_rows(batch, kept, locate)
                 yield rows, Origin(f"file {path}", where)
 
     def _columns(self, path: str, names: Sequence[str], table: Hypertable, only_time: bool) -> list[str]:
@@ -235,14 +233,14 @@ class FilesSource:
             for g in range(md.num_row_groups):
                 stats = md.row_group(g).column(t).statistics if t is not None else None
                 if stats is not None and stats.has_min_max and isinstance(stats.min, datetime):
-                    lo, hi = _as_utc(stats.min), _as_utc(stats.max)
+                    lo, hi = as_utc(stats.min), as_utc(stats.max)
                     if hi < start or lo >= end:
                         continue
                 groups.append(g)
             for g in groups:  # one group at a time: a batch's rows are then rows of one group, numbered from its first
                 offset = 0
                 for batch in pf.iter_batches(batch_size=_BATCH_ROWS, row_groups=[g], columns=columns):
-                    yield batch, _in_row_group(g, offset)
+                    yield batch, in_row_group(g, offset)
                     offset += batch.num_rows
 
     def _csv_batches(self, fs: Any, path: str, table: Hypertable, only_time: bool) -> Iterator[tuple[Any, Locate]]:
@@ -283,6 +281,41 @@ class FilesSource:
         line = line_of_width(fs, path, self.delimiter, int(m.group(1)))
         return BadRow(f"table {table.qualified}: file {path} {line}: has {m.group(2)} fields where the header has "
                       f"{m.group(1)} (delimiter {self.delimiter!r}; a value holding it must be quoted)")
+
+    def check(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> None:
+        """Before any write: the first file of each table's range has the time column and every table column.
+
+        One header (CSV) or footer (Parquet) per table, so a file laid out wrong fails the plan once instead
+        of every batch; a range without files is left to the batches (a day may simply have no data).
+        """
+        for table in self._tables(tables):
+            fs, files = self.files(table.name, start, end)
+            if not files:
+                continue
+            names = self._names(fs, files[0], table)
+            self._columns(files[0], names, table, only_time=False)
+            missing = [c for c in table.column_names if c not in names]
+            if missing:
+                raise InvalidInput(f"table {table.qualified}: file {files[0]} has no column {shown_names(missing)} "
+                                   f"(its columns: {shown_names(names)}); fix the files or the table's columns")
+
+    def _names(self, fs: Any, path: str, table: Hypertable) -> list[str]:
+        """The column names a file declares (its CSV header or its Parquet schema), read without its rows."""
+        import pyarrow as pa
+        import pyarrow.csv as csv
+        import pyarrow.parquet as pq
+
+        try:
+            with fs.open(path, "rb", **({} if self.format == "parquet" else {"compression": "infer"})) as handle:
+                if self.format == "parquet":
+                    return list(pq.ParquetFile(handle, pre_buffer=False).schema_arrow.names)
+                as_text = {c: pa.string() for c in table.column_names}
+                reader = csv.open_csv(handle, parse_options=csv.ParseOptions(delimiter=self.delimiter),
+                                      convert_options=csv.ConvertOptions(column_types=as_text))
+                return list(reader.schema.names)
+        except pa.ArrowInvalid as exc:
+            raise self._not_csv(fs, path, table, str(exc)) if self.format != "parquet" else InvalidInput(
+                f"table {table.qualified}: file {path} cannot be read as Parquet") from None
 
     def expected_counts(self, tables: Sequence[Hypertable], start: datetime, end: datetime) -> dict[str, int] | None:
         if not self.count:
@@ -326,62 +359,3 @@ def _render(url: str, t: datetime) -> str:
 
 def _without_credentials(url: str) -> str:
     return re.sub(r"://[^/@]*@", "://***@", url)
-
-
-def _as_utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=_UTC) if t.tzinfo is None else t
-
-
-def _scalar(t: datetime, ttype: Any) -> Any:
-    import pyarrow as pa
-
-    return pa.scalar(t.astimezone(_UTC), type=pa.timestamp("us", tz="UTC")).cast(ttype)
-
-
-def _utc_times(batch: Any, table: Hypertable, path: str, locate: Locate) -> Any:
-    """The batch with its time column as UTC timestamps (text parsed, naive read as UTC); a row without one refused."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    column = table.time_column
-    i = batch.schema.get_field_index(column)
-    values = batch.column(i)
-    target = pa.timestamp("us", tz="UTC")
-    if values.type != target:
-        try:
-            values = _as_utc_times(values)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            n, alone = first_refused(values, _as_utc_times)
-            why = "is not a time" if alone else "mixes times with and without a zone offset"
-            raise BadRow(f"table {table.qualified}: file {path} {locate(n)}: {column} {shown(values[n].as_py())} "
-                         f"{why}") from None
-        batch = batch.set_column(i, pa.field(column, target), values)
-    if values.null_count:
-        n = pc.index(pc.is_null(values), True).as_py()
-        raise BadRow(f"table {table.qualified}: file {path} {locate(n)}: has no {column} (every row needs its time)")
-    return batch
-
-
-def _as_utc_times(values: Any) -> Any:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    target = pa.timestamp("us", tz="UTC")
-    if pa.types.is_timestamp(values.type) and values.type.tz is None:
-        return pc.assume_timezone(values.cast(pa.timestamp("us")), "UTC")
-    try:
-        return pc.cast(values, target)
-    except pa.ArrowInvalid:
-        return pc.assume_timezone(pc.cast(values, pa.timestamp("us")), "UTC")
-
-
-def _in_row_group(group: int, offset: int) -> Locate:
-    return lambda n: f"row group {group}, row {offset + n}"
-
-
-def _kept(batch: Any, kept: Any, locate: Locate) -> tuple[Any, Locate]:
-    """The rows of ``batch`` at the indices ``kept``, and ``locate`` for them."""
-    first, last = kept[0].as_py(), kept[-1].as_py()
-    if last - first + 1 == len(kept):  # one run of rows (a time-ordered file): a slice, no copy, nothing to hold on to
-        return batch.slice(first, len(kept)), lambda n: locate(first + n)
-    return batch.take(kept), lambda n: locate(kept[n].as_py())
