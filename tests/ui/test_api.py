@@ -152,9 +152,14 @@ def test_finished_run(client: Any, token: str, dsn: str, conn: psycopg.Connectio
     assert view["db_ms"] < 100, view["db_ms"]
     # Every mode tells what was written and how compact it is (the fixture's dataset is written compressed).
     size = report["bytes"]
-    assert report["write_mode"].startswith("direct") and report["chunks"]["written_compressed"] == report["chunks"]["compressed"] > 0
+    # Its batches share chunks, which direct mode cannot promise sorted: they are recompressed in the run, and the
+    # uncompressed size comes from TimescaleDB's statistics where it has them, measured where it has none.
+    chunks = report["chunks"]
+    assert report["write_mode"].startswith("direct") and chunks["written_compressed"] + chunks["compressed_afterwards"] \
+        == chunks["compressed"] > 0
     assert size["stored"] == view["stored_bytes"] == stored[-1] > 0
-    assert size["uncompressed"] == size["uncompressed_measured"] > size["stored"] and size["probe_rows"] > 0
+    assert size["uncompressed"] > size["stored"]
+    assert size["uncompressed"] == (size["uncompressed_from_timescaledb"] or 0) + (size["uncompressed_measured"] or 0)
     assert size["storage_ratio"] == round(size["uncompressed"] / size["stored"], 2) > 1.5
     # The nav list shows it, with its ratio, its size and a link target.
     listed = client.get("/tidemark/api/runs", headers={"Authorization": f"Bearer {token}"}).json()["runs"]
