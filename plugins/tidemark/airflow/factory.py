@@ -55,9 +55,10 @@ def _prepare(dag_file: str) -> config.Settings:
 
 def _per_dataset(kind: str, build: Callable[[Dataset], DAG], wanted: Callable[[Dataset], bool]) -> dict[str, DAG]:
     dags: dict[str, DAG] = {}
-    for name in catalog.names():
+    for name, ds in catalog.datasets().items():
         try:
-            ds = catalog.get(name)
+            if isinstance(ds, Exception):
+                raise ds
             if wanted(ds):
                 built = build(ds)
                 dags[built.dag_id] = built

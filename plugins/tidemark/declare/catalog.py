@@ -263,6 +263,22 @@ def names() -> list[str]:
     return sorted(_collect()[0])
 
 
+def datasets() -> dict[str, Dataset | Exception]:
+    """Every offered dataset by name, from one reading of the declarations; a factory that fails, its exception.
+
+    What the DAG factory builds from: ``names()`` then ``get()`` per name would
+    read every declaration again for each dataset (quadratic in their number,
+    at every parse of every DAG file).
+    """
+    out: dict[str, Dataset | Exception] = {}
+    for name, item in sorted(_collect()[0].items()):
+        try:
+            out[name] = item if isinstance(item, Dataset) else item()
+        except Exception as exc:  # noqa: BLE001 - one dataset's factory must not take the others' DAGs down
+            out[name] = exc
+    return out
+
+
 def errors() -> list[Refused]:
     return _collect()[1]
 
