@@ -35,7 +35,7 @@ from common import (  # noqa: E402
 
 from tidemark.flows import backfill, progressive  # noqa: E402
 from tidemark.timescale import compressor
-from tidemark.state import runs
+from tidemark.state import progress, runs
 from tidemark.connection import factory  # noqa: E402
 from tidemark.load.loader import replace_window, staged_window  # noqa: E402
 from tidemark.model.batch import Batch  # noqa: E402
@@ -154,8 +154,8 @@ def poke_cost(args: Any) -> dict[str, Any]:
             with connect() as conn:
                 # Every chunk behind the watermark is already compressed, as after a real run's pokes.
                 compressor.compress_behind(conn, ds, POKE_START, wm_time, run_id=run_id)
-                runs.record_progress(conn, run_id, watermark_batches=done, watermark_time=wm_time,
-                                     backlog_chunks=0, backlog_bytes=0)
+                progress.record_poke(conn, run_id, watermark_batches=done, watermark_time=wm_time,
+                                     backlog_chunks=0, backlog_bytes=0, remaining_chunks=0, remaining_bytes=0)
             fetched: list[int] = []
 
             def fetch(idx: list[int]) -> dict[int, Any]:
