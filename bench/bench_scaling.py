@@ -178,13 +178,13 @@ def poke_cost(args: Any) -> dict[str, Any]:
             out["per_n"][n] = {
                 "batch_interval": request.batch_interval.total_seconds() / 60,
                 "poke_seconds": stats(times),
-                "results_fetched_per_poke": max(fetched),
+                "results_fetched_per_poke": max(fetched, default=0),  # the watermark comes from the ledger: none
                 "parse_plan_seconds": stats(py),
                 "backlog_after": outcome.backlog_chunks,
             }
             with connect() as conn:
                 runs.finish(conn, run_id, "succeeded")
-            log(f"poke n={n}: {fmt_stats(out['per_n'][n]['poke_seconds'])}, fetched {max(fetched)} results per poke")
+            log(f"poke n={n}: {fmt_stats(out['per_n'][n]['poke_seconds'])}, fetched {max(fetched, default=0)} results per poke")
     return out
 
 
