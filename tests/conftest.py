@@ -138,10 +138,18 @@ def is_embedded(dsn: str) -> bool:
         return "emscripten" in str(c.execute("SELECT version()").fetchone()[0]).lower()  # type: ignore[index]
 
 
+EMBEDDED_MARKERS = ("single_session", "embedded")
+
+
 @pytest.fixture(autouse=True)
-def _single_session_only(request: pytest.FixtureRequest) -> None:
-    """Skip a test marked ``single_session`` against a real server (TIDEMARK_TEST_DSN): it tests the embedded engine."""
-    if request.node.get_closest_marker("single_session") is None:
+def _embedded_only(request: pytest.FixtureRequest) -> None:
+    """Skip a test marked ``single_session`` or ``embedded`` against a real server (TIDEMARK_TEST_DSN).
+
+    ``single_session`` tests the embedded engine's one shared session; ``embedded`` needs the engine itself
+    (its superuser writes TimescaleDB's catalog, which a loader role on a real server may not).
+    """
+    marker = next((m for m in EMBEDDED_MARKERS if request.node.get_closest_marker(m) is not None), None)
+    if marker is None:
         return
     dsn = request.getfixturevalue("dsn")
     if not os.environ.get("TIDEMARK_TEST_DSN"):
@@ -149,7 +157,13 @@ def _single_session_only(request: pytest.FixtureRequest) -> None:
         assert is_embedded(dsn), "the suite started its embedded engine, but version() does not say emscripten"
         return
     if not is_embedded(dsn):
-        pytest.skip("assumes the embedded engine's one shared session; TIDEMARK_TEST_DSN is a real server")
+        pytest.skip(f"marked {marker}: {_MARKER_WHY[marker]}")
+
+
+_MARKER_WHY = {
+    "single_session": "assumes the embedded engine's one shared session; TIDEMARK_TEST_DSN is a real server",
+    "embedded": "needs the embedded engine itself (writes TimescaleDB's catalog); TIDEMARK_TEST_DSN is a real server",
+}
 
 
 @pytest.fixture

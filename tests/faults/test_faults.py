@@ -399,7 +399,7 @@ def test_hostile_identifiers_and_types_are_refused(conn: psycopg.Connection, mak
     conn.execute("CREATE TABLE IF NOT EXISTS canary (x int)")
     with pytest.raises(InvalidInput, match="quote, semicolon|longer than 63 bytes|unsupported column type"):
         make()
-    assert conn.execute("SELECT to_regclass('public.canary') IS NOT NULL").fetchone()[0]
+    assert conn.execute("SELECT to_regclass('canary') IS NOT NULL").fetchone()[0]
 
 
 def test_odd_but_legal_identifiers_are_quoted_never_formatted_in(dsn: str, conn: psycopg.Connection) -> None:
@@ -428,7 +428,7 @@ def test_odd_but_legal_identifiers_are_quoted_never_formatted_in(dsn: str, conn:
     assert result.rows == {table.name: 72}
     compressed = compressor.compress_behind(conn, evil, START, START + timedelta(hours=12), run_id=f"evil-{tag}")
     assert [r.action for r in compressed] == ["compressed", "compressed"]
-    assert conn.execute("SELECT to_regclass('public.canary') IS NOT NULL").fetchone()[0]
+    assert conn.execute("SELECT to_regclass('canary') IS NOT NULL").fetchone()[0]
     assert conn.execute(sql.SQL("SELECT {} FROM {} LIMIT 1").format(
         sql.Identifier("k-k"), table_ident(table))).fetchone()[0] == "a'b\"c;"
 

@@ -195,7 +195,8 @@ def test_demo_range_direct_load_leaves_no_unordered_chunk_and_the_policy_recompr
             return dict((r[0], (r[1], r[2])) for r in conn.execute(
                 "SELECT c.table_name, c.status, c.compressed_chunk_id FROM _timescaledb_catalog.chunk c"
                 " JOIN _timescaledb_catalog.hypertable h ON h.id = c.hypertable_id"
-                " WHERE h.schema_name = %s AND NOT c.dropped", (ds.tables[0].schema,)).fetchall())
+                " WHERE h.schema_name = %s AND NOT coalesce((to_jsonb(c) ->> 'dropped')::bool, false)",  # gone in 2.28
+                (ds.tables[0].schema,)).fetchall())
 
         before = chunk_states()
         assert len(before) == 48 and all(status == columnstore.COMPRESSED for status, _ in before.values())
