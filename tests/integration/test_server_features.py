@@ -22,6 +22,7 @@ def test_the_servers_features_follow_its_version(conn: psycopg.Connection, dsn: 
     assert server.features() == {
         "direct_copy": True, "client_sorted_copy": True, "direct_insert": True,  # the GUCs of 2.21 and 2.23
         "direct_with_caggs": at_least((2, 24, 0)),
+        "direct_enforces_checks": at_least((2, 28, 1)),
         "segmentby_deferred": at_least((2, 27, 0)),
         "table_direct_compress": at_least((2, 29, 0)), "compact_chunk": at_least((2, 29, 0)),
     }
@@ -61,6 +62,18 @@ def test_continuous_aggregates_block_direct_copy_only_before_2_24(conn: psycopg.
     assert bool(columnstore.blockers(conn, ledgers)) == (version.read(conn).version < (2, 24, 0))
 
 
+def test_check_constraints_block_direct_copy_until_2_28_1(conn: psycopg.Connection) -> None:
+    """Before 2.28.1 a direct COPY wrote rows that break a CHECK constraint: such a table loads the classic way."""
+    ds = unique_dataset(conn)
+    ops = ds.table("operations")
+    conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT positive CHECK (amount >= 0)").format(table_ident(ops)))
+    assert columnstore.blockers(conn, ops, newer(conn, (2, 28, 0))) == [
+        "CHECK constraints (direct COPY enforces them from TimescaleDB 2.28.1)"]
+    assert columnstore.blockers(conn, ops, newer(conn, (2, 28, 1))) == []
+    assert bool(columnstore.blockers(conn, ops)) == (version.read(conn).version < (2, 28, 1))
+    assert columnstore.blockers(conn, ds.table("ledgers"), newer(conn, (2, 23, 0))) == []  # no CHECK there
+
+
 @pytest.mark.embedded  # writes TimescaleDB's catalog: the embedded engine's superuser can, a loader role cannot
 def test_a_tables_own_direct_compress_is_respected_and_reported(
     conn: psycopg.Connection, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
@@ -81,7 +94,7 @@ def test_a_tables_own_direct_compress_is_respected_and_reported(
     assert columnstore.resolve(conn, ds) == ["transactions", "operations"]  # ... but operations asks for it
     modes = {m.table: m for m in columnstore.decide(conn, ds)}
     assert modes["operations"].reason == "the table's own tsdb.direct_compress"
-    assert modes["ledgers"].reason == "TimescaleDB writes it as heap rows: unique index"
+    assert modes["ledgers"].reason == "cannot take direct COPY: unique index"
     assert "operations direct (the table's own tsdb.direct_compress)" in caplog.text
 
     monkeypatch.setenv(columnstore.ENV, "off")

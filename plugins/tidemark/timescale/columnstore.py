@@ -10,7 +10,7 @@ same time-range query time (bench/bench_speed.py).
 
 TimescaleDB silently falls back to heap rows on a table with a primary key, a
 unique index, an exclusion constraint, user triggers or (before 2.24) a
-continuous aggregate, so the mode is decided per dataset at plan time
+continuous aggregate, and before 2.28.1 it skips CHECK constraints, so the mode is decided per dataset at plan time
 (``resolve``) from the tables and the server as they are
 (``tidemark.timescale.version``), and the backfill keeps its classic
 progressive compression (and backpressure) for any table that cannot take it.
@@ -73,7 +73,11 @@ def server_supports(conn: psycopg.Connection) -> bool:
 
 
 def blockers(conn: psycopg.Connection, table: Hypertable, server: version.Server | None = None) -> list[str]:
-    """Why TimescaleDB would write this hypertable's COPY as heap rows (empty: it can go direct)."""
+    """Why this hypertable's COPY cannot go direct (empty: it can).
+
+    TimescaleDB writes heap rows instead for most of these; a table with CHECK constraints it would write
+    compressed without checking them before 2.28.1, so Tidemark loads that one the classic way.
+    """
     server = server or version.server(conn)
     found: list[str] = []
     rows = conn.execute(
@@ -85,14 +89,15 @@ def blockers(conn: psycopg.Connection, table: Hypertable, server: version.Server
         found.append("primary key")
     elif any(u for _, u in rows):
         found.append("unique index")
-    exclusions, triggers, caggs = one(conn.execute(
+    exclusions, triggers, caggs, checks = one(conn.execute(
         "SELECT (SELECT count(*) FROM pg_constraint x WHERE x.conrelid = c.oid AND x.contype = 'x'),"
         " (SELECT count(*) FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal"
         "  AND t.tgname NOT IN ('ts_insert_blocker', 'ts_cagg_invalidation_trigger')),"  # the caggs' own: below
         " (SELECT count(*) FROM timescaledb_information.continuous_aggregates a"
-        "  WHERE a.hypertable_schema = n.nspname AND a.hypertable_name = c.relname)"
+        "  WHERE a.hypertable_schema = n.nspname AND a.hypertable_name = c.relname),"
+        " (SELECT count(*) FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'c')"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s"
-        " UNION ALL SELECT 0, 0, 0 LIMIT 1",
+        " UNION ALL SELECT 0, 0, 0, 0 LIMIT 1",
         (table.schema, table.name),
     ))
     if exclusions:
@@ -102,6 +107,9 @@ def blockers(conn: psycopg.Connection, table: Hypertable, server: version.Server
     if caggs and not server.direct_with_caggs:
         found.append(f"continuous aggregates (direct COPY takes them from TimescaleDB "
                      f"{'.'.join(map(str, version.DIRECT_WITH_CAGGS))})")
+    if checks and not server.direct_enforces_checks:
+        found.append(f"CHECK constraints (direct COPY enforces them from TimescaleDB "
+                     f"{'.'.join(map(str, version.DIRECT_ENFORCES_CHECKS))})")
     return found
 
 
@@ -137,7 +145,7 @@ def decide(conn: psycopg.Connection, dataset: Dataset) -> list[TableMode]:
     modes: list[TableMode] = []
     for t in dataset.tables:
         if blocked[t.name]:
-            modes.append(TableMode(t.name, False, "TimescaleDB writes it as heap rows: " + ", ".join(blocked[t.name])))
+            modes.append(TableMode(t.name, False, "cannot take direct COPY: " + ", ".join(blocked[t.name])))
         elif wanted is False:
             modes.append(TableMode(t.name, False, (
                 "off by setting, but the table's own tsdb.direct_compress makes the server write it directly anyway"

@@ -25,6 +25,10 @@ DIRECT_INSERT_GUC = "timescaledb.enable_direct_compress_insert"  # 2.23: INSERT 
 # 2.24: a hypertable feeding continuous aggregates takes direct COPY (invalidations recorded at commit);
 # before, TimescaleDB silently wrote such a table's COPY as heap rows.
 DIRECT_WITH_CAGGS = (2, 24)
+# 2.28.1: direct COPY enforces CHECK and NOT NULL constraints (timescaledb#10056); before, a compressed
+# batch went in unchecked, so a table with CHECK constraints is loaded the classic way there (Tidemark
+# checks NOT NULL itself before any write).
+DIRECT_ENFORCES_CHECKS = (2, 28, 1)
 # From 2.27 a direct COPY into a hypertable whose segmentby was never set may pick one itself at flush
 # (timescaledb#9355, #9396, #9403): an unset segmentby then no longer means "none".
 SEGMENTBY_DEFERRED = (2, 27)
@@ -59,6 +63,10 @@ class Server:
         return self.version >= DIRECT_WITH_CAGGS
 
     @property
+    def direct_enforces_checks(self) -> bool:
+        return self.version >= DIRECT_ENFORCES_CHECKS
+
+    @property
     def segmentby_deferred(self) -> bool:
         return self.version >= SEGMENTBY_DEFERRED
 
@@ -74,7 +82,8 @@ class Server:
     def features(self) -> dict[str, bool]:
         """What this server offers, by name (logged by the plan, shown in tests)."""
         return {name: bool(getattr(self, name)) for name in (
-            "direct_copy", "client_sorted_copy", "direct_insert", "direct_with_caggs", "segmentby_deferred",
+            "direct_copy", "client_sorted_copy", "direct_insert", "direct_with_caggs", "direct_enforces_checks",
+            "segmentby_deferred",
             "table_direct_compress", "compact_chunk")}
 
     def describe(self) -> str:
