@@ -188,6 +188,14 @@ def unique_dataset(conn: psycopg.Connection) -> Dataset:
     return ds
 
 
+def unschedule_policies(conn: psycopg.Connection, ds: Dataset) -> None:
+    """Switch the dataset's jobs off, as a run's plan does: on a real server the compression policy would
+    otherwise compress a test's chunks while it compresses them by hand (the embedded engine runs no jobs)."""
+    for table in ds.tables:
+        conn.execute("SELECT alter_job(job_id, scheduled => false) FROM timescaledb_information.jobs"
+                     " WHERE hypertable_schema = %s AND hypertable_name = %s", (table.schema, table.name))
+
+
 @pytest.fixture
 def dataset(conn: psycopg.Connection) -> Dataset:
     return unique_dataset(conn)

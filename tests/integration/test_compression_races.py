@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import registered, unique_dataset
+from tests.conftest import registered, unique_dataset, unschedule_policies
 from tidemark.connection import factory
 from tidemark.flows import backfill
 from tidemark.model.dataset import Dataset
@@ -36,6 +36,7 @@ def faults_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 def one_chunk(conn: psycopg.Connection) -> tuple[Dataset, compressor.Chunk]:
     """A fresh dataset with one uncompressed chunk of ledgers, and that chunk as listed now."""
     ds = unique_dataset(conn)
+    unschedule_policies(conn, ds)  # the races below are staged by the test, not left to a policy job
     table = ds.tables[0]
     conn.execute(sql.SQL("INSERT INTO {} (close_time, sequence, hash, tx_count, op_count, total_fees)"
                          " SELECT g, row_number() OVER (), 'h', 1, 1, 1 FROM generate_series("
