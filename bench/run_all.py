@@ -1,6 +1,6 @@
 """Run every Tidemark benchmark (``make bench``) and print all ratios in one table at the end.
 
-    python bench/run_all.py [--quick] [--dsn URL] [--only insert,progressive,airflow,scaling,profile]
+    python bench/run_all.py [--quick] [--dsn URL] [--only insert,progressive,airflow,scaling,profile,speed,sources,adbc]
 
 Each benchmark starts fresh embedded engines of its own (or, with --dsn /
 TIDEMARK_BENCH_DSN, uses unique schemas on that server) and writes
@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import RESULTS, Ratio, base_parser, environment, log, ratio_line  # noqa: E402
 
+import bench_adbc  # noqa: E402
 import bench_airflow  # noqa: E402
 import bench_insert  # noqa: E402
 import bench_progressive  # noqa: E402
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "profile": (profile_loader.main, "loader profile"),
     "speed": (bench_speed.main, "5. the whole DAG vs the engine's limit (S1, S2, S4)"),
     "sources": (bench_sources.main, "6. each source kind vs bare COPY; a batch's memory at N and 10 N rows"),
+    "adbc": (bench_adbc.main, "7. ADBC's Arrow ingest vs Tidemark's binary COPY encoder (issue 21)"),
 }
 
 
